@@ -1,0 +1,2117 @@
+#!/usr/bin/env python3
+# pik3s K3s simulator: TEST EQUIPMENT, NOT K3s.
+#
+# The pik3s lab cannot download real K3s, so its release mirror publishes this
+# program under K3s's asset names. It honours the parts of K3s's interface a
+# deployer touches (files, flags, config merging, token format and CA-hash
+# check, node passwords, critical-config checks between servers, quorum,
+# kubectl, etcd snapshots) and is strict wherever K3s is strict. It runs no
+# containers and no Kubernetes. Every log line and `--version` say so.
+#
+# Python standard library only: it runs on the hosts' own python3.
+"""pik3s K3s simulator (test equipment, not K3s)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as _dt
+import hashlib
+import hmac
+import http.client
+import http.server
+import json
+import os
+import platform
+import re
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+# Replaced when the mirror publishes an asset (see pik3s.lab.mirror).
+PUBLISHED_VERSION = "@PIK3S_SIM_VERSION@"
+PUBLISHED_ARCH = "@PIK3S_SIM_ARCH@"
+
+SIM_NAME = "pik3s K3s simulator"
+GO_VERSION = "go1.22.9"
+CONTAINERD_VERSION = "containerd://1.7.23-k3s2"
+
+# Node heartbeats and how long a node may stay silent before it is NotReady.
+# Real Kubernetes waits 40 s; the simulator is faster so tests stay short.
+HEARTBEAT_SECONDS = float(os.environ.get("PIK3S_SIM_HEARTBEAT", "2"))
+NODE_GRACE_SECONDS = float(os.environ.get("PIK3S_SIM_GRACE", "8"))
+RETRY_SECONDS = float(os.environ.get("PIK3S_SIM_RETRY", "3"))
+
+# Unit tests of the simulator run several instances on one machine; they put
+# each instance's absolute paths under its own root. The lab never sets this.
+ROOT = os.environ.get("PIK3S_SIM_ROOT", "")
+
+NODE_PASSWORD_MSG = (
+    "Node password rejected, duplicate hostname or contents of "
+    "'/etc/rancher/node/password' may not match server node-passwd entry, "
+    "try enabling a unique node name with the --with-node-id flag"
+)
+
+# asset arch -> (machines it runs on, Kubernetes arch)
+ARCH_RUNS_ON = {
+    "amd64": ({"x86_64", "amd64"}, "amd64"),
+    "arm64": ({"aarch64", "arm64"}, "arm64"),
+    "armhf": ({"armv7l", "armv8l", "aarch64", "arm64"}, "arm"),
+}
+
+
+def p(path: str) -> Path:
+    """An absolute path of the real system, under ROOT when tests set one."""
+    return Path(ROOT + path) if ROOT else Path(path)
+
+
+# --------------------------------------------------------------------------
+# Logging, in K3s's logrus format, every line naming the simulator.
+
+def log(level: str, msg: str) -> None:
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    msg = msg.replace('"', '\\"')
+    sys.stderr.write(f'time="{now}" level={level} msg="[{SIM_NAME}] {msg}"\n')
+    sys.stderr.flush()
+
+
+class Fatal(Exception):
+    """Ends the program with level=fatal, as K3s does."""
+
+
+# --------------------------------------------------------------------------
+# A small YAML reader for what K3s reads: config files (flat mappings of
+# scalars and lists) and kubeconfigs (nested mappings and lists). It rejects
+# what it does not understand instead of guessing.
+
+class YamlError(ValueError):
+    pass
+
+
+def _yaml_scalar(text: str) -> Any:
+    text = text.strip()
+    if text == "" or text in ("~", "null", "Null", "NULL"):
+        return None
+    if text[0] == '"':
+        if not text.endswith('"') or len(text) < 2:
+            raise YamlError(f"unterminated string: {text}")
+        return json.loads(text)
+    if text[0] == "'":
+        if not text.endswith("'") or len(text) < 2:
+            raise YamlError(f"unterminated string: {text}")
+        return text[1:-1].replace("''", "'")
+    if text[0] == "[":
+        if not text.endswith("]"):
+            raise YamlError(f"unterminated list: {text}")
+        inner = text[1:-1].strip()
+        return [_yaml_scalar(x) for x in _split_flow(inner)] if inner else []
+    if text[0] == "{":
+        if not text.endswith("}"):
+            raise YamlError(f"unterminated mapping: {text}")
+        inner = text[1:-1].strip()
+        out: dict[str, Any] = {}
+        for item in _split_flow(inner) if inner else []:
+            k, sep, v = item.partition(":")
+            if not sep:
+                raise YamlError(f"bad flow mapping item: {item}")
+            out[str(_yaml_scalar(k))] = _yaml_scalar(v)
+        return out
+    if text in ("true", "True", "TRUE"):
+        return True
+    if text in ("false", "False", "FALSE"):
+        return False
+    if re.fullmatch(r"[-+]?[0-9]+", text):
+        return int(text)
+    if re.fullmatch(r"[-+]?([0-9]*\.[0-9]+|[0-9]+\.[0-9]*)([eE][-+]?[0-9]+)?", text):
+        return float(text)
+    return text
+
+
+def _split_flow(text: str) -> list[str]:
+    parts, depth, quote, cur = [], 0, "", ""
+    for ch in text:
+        if quote:
+            cur += ch
+            if ch == quote:
+                quote = ""
+            continue
+        if ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+            continue
+        cur += ch
+    if cur.strip():
+        parts.append(cur.strip())
+    return parts
+
+
+def _strip_comment(line: str) -> str:
+    quote = ""
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            return line[:i].rstrip()
+    return line.rstrip()
+
+
+def yaml_load(text: str) -> Any:
+    lines: list[tuple[int, str]] = []
+    for raw in text.splitlines():
+        if raw.strip() in ("---", "..."):
+            continue
+        if "\t" in raw[: len(raw) - len(raw.lstrip())]:
+            raise YamlError("tabs are not allowed for indentation")
+        line = _strip_comment(raw)
+        if line.strip():
+            lines.append((len(line) - len(line.lstrip()), line.strip()))
+    if not lines:
+        return None
+    value, pos = _yaml_block(lines, 0, lines[0][0])
+    if pos != len(lines):
+        raise YamlError(f"unexpected content: {lines[pos][1]}")
+    return value
+
+
+_KEY_RE = re.compile(r"""^("(?:[^"\\]|\\.)*"|'[^']*'|[^'"\s][^:]*?)\s*:(\s+(.*))?$""")
+
+
+def _yaml_block(lines: list[tuple[int, str]], pos: int, indent: int) -> tuple[Any, int]:
+    if lines[pos][1].startswith("- ") or lines[pos][1] == "-":
+        seq: list[Any] = []
+        while pos < len(lines) and lines[pos][0] == indent and (
+            lines[pos][1].startswith("- ") or lines[pos][1] == "-"
+        ):
+            text = lines[pos][1]
+            rest = text[1:].strip()
+            if not rest:
+                if pos + 1 < len(lines) and lines[pos + 1][0] > indent:
+                    item, pos = _yaml_block(lines, pos + 1, lines[pos + 1][0])
+                else:
+                    item, pos = None, pos + 1
+            elif _KEY_RE.match(rest) and not rest.startswith(("[", "{", '"', "'")):
+                # "- key: value" starts a mapping indented at the key's column
+                sub_indent = indent + len(text) - len(text[1:].lstrip())
+                sub = [(sub_indent, rest)]
+                j = pos + 1
+                while j < len(lines) and lines[j][0] > indent:
+                    sub.append(lines[j])
+                    j += 1
+                item, used = _yaml_block(sub, 0, sub_indent)
+                if used != len(sub):
+                    raise YamlError(f"bad indentation near: {sub[used][1]}")
+                pos = j
+            else:
+                item, pos = _yaml_scalar(rest), pos + 1
+            seq.append(item)
+        return seq, pos
+    mapping: dict[str, Any] = {}
+    while pos < len(lines) and lines[pos][0] == indent:
+        text = lines[pos][1]
+        if text.startswith("- "):
+            raise YamlError(f"a list item where a key was expected: {text}")
+        m = _KEY_RE.match(text)
+        if not m:
+            raise YamlError(f"expected 'key: value', found: {text}")
+        key = str(_yaml_scalar(m.group(1)))
+        rest = m.group(3)
+        if rest is not None and rest.strip() != "" and rest.strip() not in ("|", ">"):
+            mapping[key] = _yaml_scalar(rest)
+            pos += 1
+        elif rest is not None and rest.strip() in ("|", ">"):
+            raise YamlError("block scalars are not supported")
+        elif pos + 1 < len(lines) and (
+            lines[pos + 1][0] > indent
+            or (lines[pos + 1][0] == indent and lines[pos + 1][1].startswith("- "))
+        ):
+            value, pos = _yaml_block(lines, pos + 1, lines[pos + 1][0])
+            mapping[key] = value
+        else:
+            mapping[key] = None
+            pos += 1
+    if pos < len(lines) and lines[pos][0] > indent:
+        raise YamlError(f"bad indentation near: {lines[pos][1]}")
+    return mapping, pos
+
+
+def yaml_dump(value: Any, indent: int = 0) -> str:
+    """Block-style YAML for the files the simulator writes (kubeconfig)."""
+    pad = " " * indent
+    out = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                out.append(f"{pad}{k}:\n{yaml_dump(v, indent + 2)}")
+            else:
+                out.append(f"{pad}{k}: {_yaml_plain(v)}\n")
+    elif isinstance(value, list):
+        for v in value:
+            if isinstance(v, dict) and v:
+                body = yaml_dump(v, indent + 2)
+                out.append(f"{pad}- {body.lstrip()}")
+            else:
+                out.append(f"{pad}- {_yaml_plain(v)}\n")
+    return "".join(out)
+
+
+def _yaml_plain(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, (dict, list)):
+        return "{}" if isinstance(v, dict) else "[]"
+    s = str(v)
+    if re.fullmatch(r"[A-Za-z0-9_./:@-]+", s) and _yaml_scalar(s) == s:
+        return s
+    return json.dumps(s)
+
+
+# --------------------------------------------------------------------------
+# Flags: K3s's real names. kind is "str", "bool" or "list" (repeatable).
+
+_COMMON = {
+    "config": "str", "c": "str", "debug": "bool", "v": "str", "vmodule": "str",
+    "log": "str", "l": "str", "alsologtostderr": "bool", "data-dir": "str", "d": "str",
+    "token": "str", "t": "str", "token-file": "str", "server": "str", "s": "str",
+    "node-name": "str", "with-node-id": "bool", "node-label": "list", "node-taint": "list",
+    "node-ip": "list", "i": "list", "node-external-ip": "list", "node-internal-dns": "list",
+    "node-external-dns": "list", "image-credential-provider-bin-dir": "str",
+    "image-credential-provider-config": "str", "docker": "bool",
+    "container-runtime-endpoint": "str", "default-runtime": "str", "disable-default-registry-endpoint": "bool",
+    "nonroot-devices": "bool", "image-service-endpoint": "str", "pause-image": "str",
+    "snapshotter": "str", "private-registry": "str", "system-default-registry": "str",
+    "airgap-extra-registry": "list", "resolv-conf": "str", "flannel-iface": "str",
+    "flannel-conf": "str", "flannel-cni-conf": "str", "kubelet-arg": "list",
+    "kube-proxy-arg": "list", "protect-kernel-defaults": "bool", "selinux": "bool",
+    "lb-server-port": "str", "prefer-bundled-bin": "bool", "rootless": "bool",
+    "vpn-auth": "str", "vpn-auth-file": "str", "enable-pprof": "bool",
+    "bind-address": "str", "disable-apiserver-lb": "bool",
+}
+_SERVER_ONLY = {
+    "cluster-init": "bool", "cluster-reset": "bool", "cluster-reset-restore-path": "str",
+    "agent-token": "str", "agent-token-file": "str", "tls-san": "list",
+    "tls-san-security": "bool", "advertise-address": "str", "advertise-port": "str",
+    "https-listen-port": "str", "supervisor-port": "str", "apiserver-port": "str",
+    "apiserver-bind-address": "str", "cluster-cidr": "list", "service-cidr": "list",
+    "service-node-port-range": "str", "cluster-dns": "list", "cluster-domain": "str",
+    "flannel-backend": "str", "flannel-ipv6-masq": "bool", "flannel-external-ip": "bool",
+    "egress-selector-mode": "str", "servicelb-namespace": "str",
+    "write-kubeconfig": "str", "o": "str", "write-kubeconfig-mode": "str",
+    "write-kubeconfig-group": "str", "helm-job-image": "str",
+    "datastore-endpoint": "str", "datastore-cafile": "str", "datastore-certfile": "str",
+    "datastore-keyfile": "str", "etcd-expose-metrics": "bool", "etcd-disable-snapshots": "bool",
+    "etcd-snapshot-name": "str", "etcd-snapshot-schedule-cron": "str",
+    "etcd-snapshot-retention": "str", "etcd-snapshot-dir": "str", "etcd-snapshot-compress": "bool",
+    "etcd-s3": "bool", "etcd-s3-endpoint": "str", "etcd-s3-bucket": "str",
+    "etcd-s3-region": "str", "etcd-s3-folder": "str", "etcd-s3-access-key": "str",
+    "etcd-s3-secret-key": "str", "etcd-s3-insecure": "bool", "etcd-s3-timeout": "str",
+    "default-local-storage-path": "str", "disable": "list", "disable-scheduler": "bool",
+    "disable-cloud-controller": "bool", "disable-kube-proxy": "bool",
+    "disable-network-policy": "bool", "disable-helm-controller": "bool",
+    "kube-apiserver-arg": "list", "etcd-arg": "list", "kube-controller-manager-arg": "list",
+    "kube-scheduler-arg": "list", "kube-cloud-controller-manager-arg": "list",
+    "secrets-encryption": "bool", "secrets-encryption-provider": "str",
+    "embedded-registry": "bool", "supervisor-metrics": "bool", "cluster-cidr-ipv6": "list",
+    "disable-agent": "bool", "node-cidr-mask-size": "str",
+}
+FLAGS = {
+    "server": {**_COMMON, **_SERVER_ONLY},
+    "agent": dict(_COMMON),
+    "etcd-snapshot": {
+        "config": "str", "c": "str", "debug": "bool", "data-dir": "str", "d": "str",
+        "node-name": "str", "dir": "str", "etcd-snapshot-dir": "str", "name": "str",
+        "etcd-snapshot-name": "str", "snapshot-retention": "str",
+        "etcd-snapshot-retention": "str", "token": "str", "t": "str", "server": "str",
+        "s": "str", "etcd-snapshot-compress": "bool", "o": "str", "output": "str",
+    },
+}
+ALIASES = {"c": "config", "d": "data-dir", "t": "token", "s": "server", "i": "node-ip",
+           "o": "write-kubeconfig", "l": "log"}
+
+# Settings every server of one cluster must share (K3s's critical config).
+CRITICAL_KEYS = ("cluster-cidr", "service-cidr", "cluster-dns", "cluster-domain",
+                 "disable", "disable-scheduler", "disable-cloud-controller",
+                 "disable-kube-proxy", "disable-network-policy", "disable-helm-controller",
+                 "flannel-backend", "secrets-encryption", "egress-selector-mode",
+                 "servicelb-namespace")
+CRITICAL_DEFAULTS = {
+    "cluster-cidr": ["10.42.0.0/16"], "service-cidr": ["10.43.0.0/16"],
+    "cluster-dns": ["10.43.0.10"], "cluster-domain": "cluster.local", "disable": [],
+    "flannel-backend": "vxlan", "egress-selector-mode": "agent",
+    "servicelb-namespace": "kube-system",
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_cli(command: str, argv: list[str]) -> dict[str, Any]:
+    """Parse command-line flags like urfave/cli: unknown flags are fatal."""
+    table = FLAGS[command]
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-") or arg == "-":
+            raise UsageError(f"unexpected argument {arg!r}")
+        name, eq, value = arg.lstrip("-").partition("=")
+        if name not in table:
+            raise UsageError(f"flag provided but not defined: -{name}")
+        kind = table[name]
+        name = ALIASES.get(name, name)
+        if kind == "bool":
+            out[name] = value.lower() not in ("false", "0") if eq else True
+        else:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise UsageError(f"flag needs an argument: -{name}")
+                value = argv[i]
+            if kind == "list":
+                out.setdefault(name, []).append(value)
+            else:
+                out[name] = value
+        i += 1
+    return out
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [_flag_str(v) for v in value]
+    return [x.strip() for x in _flag_str(value).split(",")] if "," in str(value) else [_flag_str(value)]
+
+
+def _flag_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def config_files(config_path: Path) -> list[Path]:
+    """config.yaml, then config.yaml.d/*.yaml in alphabetical order."""
+    files = [config_path] if config_path.is_file() else []
+    dropins = Path(str(config_path) + ".d")
+    if dropins.is_dir():
+        files += sorted(f for f in dropins.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file())
+    return files
+
+
+def load_config_files(command: str, files: list[Path]) -> dict[str, Any]:
+    """Merge config files: last value wins, ``key+:`` appends to a list.
+
+    Unknown keys are skipped with a warning, as K3s does.
+    """
+    table = FLAGS[command]
+    merged: dict[str, Any] = {}
+    for path in files:
+        try:
+            data = yaml_load(path.read_text())
+        except (YamlError, json.JSONDecodeError) as exc:
+            raise Fatal(f"failed to parse {path}: {exc}") from exc
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            raise Fatal(f"failed to parse {path}: the top level must be a mapping of flags")
+        for raw_key, value in data.items():
+            append = raw_key.endswith("+")
+            key = raw_key[:-1] if append else raw_key
+            if key not in table or key in ALIASES:
+                log("warning", f"Unknown flag --{key} found in config.yaml, skipping")
+                continue
+            kind = table[key]
+            if kind == "list":
+                items = _as_list(value)
+                merged[key] = (merged.get(key, []) + items) if append else items
+            elif kind == "bool":
+                merged[key] = value if isinstance(value, bool) else str(value).lower() == "true"
+            else:
+                if isinstance(value, (list, dict)):
+                    raise Fatal(f"invalid value for --{key} in {path}: expected a single value")
+                merged[key] = _flag_str(value)
+    return merged
+
+
+def resolve_config(command: str, argv: list[str]) -> dict[str, Any]:
+    """Command-line flags override the config files; environment fills in K3S_*."""
+    cli = parse_cli(command, argv)
+    config_path = Path(cli.get("config") or os.environ.get("K3S_CONFIG_FILE") or str(p("/etc/rancher/k3s/config.yaml")))
+    if "config" in cli and not config_path.is_file():
+        raise Fatal(f"open {config_path}: no such file or directory")
+    merged = load_config_files(command, config_files(config_path))
+    merged.update({k: v for k, v in cli.items() if k != "config"})
+    env_map = {"K3S_TOKEN": "token", "K3S_TOKEN_FILE": "token-file", "K3S_URL": "server",
+               "K3S_NODE_NAME": "node-name", "K3S_DATA_DIR": "data-dir",
+               "K3S_AGENT_TOKEN": "agent-token", "K3S_CLUSTER_INIT": "cluster-init",
+               "K3S_KUBECONFIG_MODE": "write-kubeconfig-mode"}
+    for env, key in env_map.items():
+        if env in os.environ and key not in merged and key in FLAGS[command]:
+            val = os.environ[env]
+            merged[key] = val.lower() == "true" if FLAGS[command][key] == "bool" else val
+    return merged
+
+
+# --------------------------------------------------------------------------
+# Tokens.
+
+TOKEN_RE = re.compile(r"^K10([0-9a-f]{64})::([a-z][a-z0-9-]*):(.+)$")
+
+
+def parse_token(token: str) -> tuple[str | None, str | None, str]:
+    """(CA hash, username, password) of a secure token; (None, None, pw) of a short one."""
+    token = token.strip()
+    if token.startswith("K10"):
+        m = TOKEN_RE.match(token)
+        if not m:
+            raise Fatal("invalid token format: a secure token is K10<sha256 of the CA>::<user>:<password>")
+        return m.group(1), m.group(2), m.group(3)
+    if not token:
+        raise Fatal("token is empty")
+    if ":" in token or token.startswith("K1"):
+        # K3s reads "user:password" short tokens as such; keep the password part.
+        user, _, pw = token.partition(":")
+        return None, user or None, pw
+    return None, None, token
+
+
+def ca_hash(ca_pem: bytes) -> str:
+    return hashlib.sha256(ca_pem).hexdigest()
+
+
+def format_token(ca_pem: bytes, user: str, password: str) -> str:
+    return f"K10{ca_hash(ca_pem)}::{user}:{password}"
+
+
+def configured_token(cfg: dict[str, Any], key: str = "token") -> str | None:
+    if cfg.get(key):
+        return str(cfg[key]).strip()
+    fkey = f"{key}-file"
+    if cfg.get(fkey):
+        path = Path(cfg[fkey])
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise Fatal(f"failed to read token file {path}: {exc.strerror}") from exc
+    return None
+
+
+def password_check(password: str, salt: str) -> str:
+    return hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 20000).hex()
+
+
+# --------------------------------------------------------------------------
+# Bootstrap encryption: K3s encrypts its bootstrap data (the CAs) with the
+# token, which is why a snapshot cannot be restored without the token.
+
+def _keystream(key: bytes, nonce: bytes, length: int) -> bytes:
+    out = bytearray()
+    counter = 0
+    while len(out) < length:
+        out += hashlib.sha256(key + nonce + counter.to_bytes(8, "big")).digest()
+        counter += 1
+    return bytes(out[:length])
+
+
+def encrypt_bootstrap(password: str, data: dict[str, Any]) -> dict[str, str]:
+    salt = secrets.token_bytes(16)
+    nonce = secrets.token_bytes(16)
+    key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 20000)
+    plain = json.dumps(data).encode()
+    cipher = bytes(a ^ b for a, b in zip(plain, _keystream(key, nonce, len(plain))))
+    mac = hmac.new(key, nonce + cipher, "sha256").hexdigest()
+    return {"salt": salt.hex(), "nonce": nonce.hex(),
+            "data": base64.b64encode(cipher).decode(), "mac": mac}
+
+
+def decrypt_bootstrap(password: str, blob: dict[str, str]) -> dict[str, Any]:
+    key = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(blob["salt"]), 20000)
+    nonce = bytes.fromhex(blob["nonce"])
+    cipher = base64.b64decode(blob["data"])
+    mac = hmac.new(key, nonce + cipher, "sha256").hexdigest()
+    if not hmac.compare_digest(mac, blob["mac"]):
+        raise Fatal("failed to decrypt bootstrap data: cipher: message authentication failed "
+                    "(was this snapshot taken with a different token?)")
+    plain = bytes(a ^ b for a, b in zip(cipher, _keystream(key, nonce, len(cipher))))
+    return json.loads(plain)
+
+
+# --------------------------------------------------------------------------
+# Certificates, made with the openssl command line (stdlib has no X.509).
+
+def _openssl(*args: str, stdin: bytes | None = None) -> bytes:
+    proc = subprocess.run(["openssl", *args], input=stdin, capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise Fatal(f"openssl {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+def make_ca(cn: str) -> tuple[bytes, bytes]:
+    key = _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout")
+    with tempfile.TemporaryDirectory() as tmp:
+        kf = Path(tmp, "k.pem")
+        kf.write_bytes(key)
+        cert = _openssl("req", "-x509", "-new", "-key", str(kf), "-days", "3650",
+                        "-subj", f"/CN={cn}@{int(time.time())}",
+                        "-addext", "basicConstraints=critical,CA:TRUE",
+                        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
+    return cert, key
+
+
+def sign_cert(ca_cert: bytes, ca_key: bytes, subject: str, sans: list[str] | None,
+              client: bool) -> tuple[bytes, bytes]:
+    key = _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout")
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        (t / "k.pem").write_bytes(key)
+        (t / "ca.pem").write_bytes(ca_cert)
+        (t / "cak.pem").write_bytes(ca_key)
+        csr = _openssl("req", "-new", "-key", str(t / "k.pem"), "-subj", subject)
+        ext = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
+               f"extendedKeyUsage={'clientAuth' if client else 'serverAuth'}"]
+        if sans:
+            alt = ",".join(("IP:" if _is_ip(s) else "DNS:") + s for s in sans)
+            ext.append(f"subjectAltName={alt}")
+        (t / "ext.cnf").write_text("\n".join(ext) + "\n")
+        cert = _openssl("x509", "-req", "-CA", str(t / "ca.pem"), "-CAkey", str(t / "cak.pem"),
+                        "-CAcreateserial", "-days", "3650", "-extfile", str(t / "ext.cnf"),
+                        stdin=csr)
+    return cert, key
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in value else socket.AF_INET, value)
+        return True
+    except OSError:
+        return False
+
+
+def write_private(path: Path, data: bytes | str, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------
+# Host facts.
+
+def check_cpu() -> None:
+    """Refuse to run on a CPU this asset was not built for, as a binary would."""
+    arch = PUBLISHED_ARCH
+    if arch.startswith("@"):
+        return  # unpublished source, as in the simulator's own tests
+    machine = platform.machine().lower()
+    if arch == "armhf" and machine in ("armv6l", "armv6"):
+        sys.stderr.write("Illegal instruction\n")
+        sys.exit(132)
+    if machine not in ARCH_RUNS_ON[arch][0]:
+        sys.stderr.write(f"{sys.argv[0]}: cannot execute binary file: Exec format error "
+                         f"({SIM_NAME}: {arch} asset on a {machine} CPU)\n")
+        sys.exit(126)
+
+
+def k8s_arch() -> str:
+    arch = PUBLISHED_ARCH
+    if arch.startswith("@"):
+        machine = platform.machine().lower()
+        return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+    return ARCH_RUNS_ON[arch][1]
+
+
+def version() -> str:
+    return "v0.0.0+sim" if PUBLISHED_VERSION.startswith("@") else PUBLISHED_VERSION
+
+
+def memory_cgroup_state(v2_controllers: Path | None = None, v1_cgroups: Path | None = None) -> tuple[bool, str]:
+    """Whether the running kernel has the memory cgroup controller enabled."""
+    v2 = v2_controllers or p("/sys/fs/cgroup/cgroup.controllers")
+    v1 = v1_cgroups or p("/proc/cgroups")
+    if v2.is_file():
+        if "memory" in v2.read_text().split():
+            return True, "cgroups V2 mounted, memory controller enabled"
+        return False, "failed to find memory cgroup (v2)"
+    if v1.is_file():
+        for line in v1.read_text().splitlines():
+            fields = line.split()
+            if fields and fields[0] == "memory":
+                if len(fields) >= 4 and fields[3] == "1":
+                    return True, "cgroups V1 mounted, memory controller enabled"
+                return False, "failed to find memory cgroup (v1): memory is disabled"
+        return False, "failed to find memory cgroup (v1)"
+    return False, "no cgroup hierarchy found"
+
+
+def primary_ip(towards: str | None = None) -> str:
+    """The address this host uses to reach ``towards`` (no packet is sent)."""
+    target = towards or "192.0.2.1"
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((target, 9))
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def os_image() -> str:
+    try:
+        for line in p("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def sd_notify(message: str) -> None:
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            s.sendall(message.encode())
+    except OSError as exc:
+        log("warning", f"sd_notify failed: {exc}")
+
+
+# --------------------------------------------------------------------------
+# HTTP client for joining, peers and kubectl.
+
+class HttpError(Exception):
+    def __init__(self, status: int, body: str):
+        super().__init__(f"{status} {body}")
+        self.status = status
+        self.body = body
+
+
+def https_request(url: str, method: str = "GET", body: Any = None, *,
+                  cadata: str | None = None, verify: bool = True,
+                  basic: tuple[str, str] | None = None,
+                  client_cert: tuple[bytes, bytes] | None = None,
+                  timeout: float = 5.0) -> bytes:
+    u = urllib.parse.urlsplit(url)
+    ctx = ssl.create_default_context(cadata=cadata) if verify else ssl._create_unverified_context()
+    if not verify:
+        ctx.check_hostname = False
+    tmpdir = None
+    try:
+        if client_cert:
+            tmpdir = tempfile.mkdtemp(prefix="k3s-sim-")
+            cf, kf = Path(tmpdir, "c.pem"), Path(tmpdir, "k.pem")
+            write_private(cf, client_cert[0])
+            write_private(kf, client_cert[1])
+            ctx.load_cert_chain(str(cf), str(kf))
+        conn = http.client.HTTPSConnection(u.hostname or "", u.port or 443, context=ctx, timeout=timeout)
+        headers = {"User-Agent": f"k3s/{version()} ({SIM_NAME})"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if basic:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
+        conn.request(method, u.path + (f"?{u.query}" if u.query else ""), body=data, headers=headers)
+        resp = conn.getresponse()
+        payload = resp.read()
+        conn.close()
+        if resp.status >= 400:
+            raise HttpError(resp.status, payload.decode(errors="replace").strip())
+        return payload
+    finally:
+        if tmpdir:
+            for f in Path(tmpdir).iterdir():
+                f.unlink()
+            os.rmdir(tmpdir)
+
+
+# --------------------------------------------------------------------------
+# Nodes as Kubernetes shows them.
+
+def node_object(rec: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    now = now or time.time()
+    ready = now - rec["last_seen"] <= NODE_GRACE_SECONDS and rec.get("running", True)
+    taints = list(rec.get("taints", []))
+    if rec.get("unschedulable"):
+        taints.append({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
+    if not ready:
+        taints.append({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"})
+    iso = lambda t: _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    addresses = [{"type": "InternalIP", "address": rec["ip"]}]
+    addresses += [{"type": "ExternalIP", "address": a} for a in rec.get("external_ips", [])]
+    addresses.append({"type": "Hostname", "address": rec["name"]})
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {
+            "name": rec["name"], "labels": dict(rec["labels"]),
+            "annotations": {"k3s.io/node-args": json.dumps(rec.get("args", [])),
+                            "pik3s.io/simulated-by": SIM_NAME},
+            "creationTimestamp": iso(rec["created"]),
+        },
+        "spec": {"unschedulable": bool(rec.get("unschedulable")), "taints": taints,
+                 "podCIDR": rec.get("pod_cidr", "")},
+        "status": {
+            "conditions": [{
+                "type": "Ready", "status": "True" if ready else "Unknown",
+                "reason": "KubeletReady" if ready else "NodeStatusUnknown",
+                "message": "kubelet is posting ready status" if ready else "Kubelet stopped posting node status.",
+                "lastHeartbeatTime": iso(rec["last_seen"]),
+            }],
+            "addresses": addresses,
+            "nodeInfo": {
+                "kubeletVersion": rec["version"], "kubeProxyVersion": rec["version"],
+                "architecture": rec["arch"], "operatingSystem": "linux",
+                "osImage": rec.get("os_image", "Linux"), "kernelVersion": rec.get("kernel", ""),
+                "containerRuntimeVersion": CONTAINERD_VERSION,
+            },
+        },
+    }
+
+
+def node_roles(obj: dict[str, Any]) -> str:
+    roles = sorted(k.split("/", 1)[1] for k, v in obj["metadata"]["labels"].items()
+                   if k.startswith("node-role.kubernetes.io/"))
+    return ",".join(roles) or "<none>"
+
+
+def node_status(obj: dict[str, Any]) -> str:
+    cond = obj["status"]["conditions"][0]
+    status = "Ready" if cond["status"] == "True" else "NotReady"
+    if obj["spec"]["unschedulable"]:
+        status += ",SchedulingDisabled"
+    return status
+
+
+def _age(created: str) -> str:
+    t = _dt.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.timezone.utc)
+    secs = int(time.time() - t.timestamp())
+    if secs < 120:
+        return f"{secs}s"
+    if secs < 7200:
+        return f"{secs // 60}m"
+    if secs < 172800:
+        return f"{secs // 3600}h"
+    return f"{secs // 86400}d"
+
+
+def parse_taint(spec: str) -> dict[str, str]:
+    m = re.fullmatch(r"([A-Za-z0-9./_-]+)(?:=([A-Za-z0-9._-]*))?:(NoSchedule|PreferNoSchedule|NoExecute)", spec)
+    if not m:
+        raise Fatal(f"invalid taint spec: {spec}")
+    taint = {"key": m.group(1), "effect": m.group(3)}
+    if m.group(2) is not None:
+        taint["value"] = m.group(2)
+    return taint
+
+
+def parse_label(spec: str) -> tuple[str, str]:
+    key, eq, value = spec.partition("=")
+    if not eq or not re.fullmatch(r"[A-Za-z0-9./_-]+", key):
+        raise Fatal(f"invalid node label: {spec}")
+    return key, value
+
+
+# --------------------------------------------------------------------------
+# The server.
+
+class ServiceUnavailable(Exception):
+    pass
+
+
+class ServerState:
+    """One server's copy of the cluster datastore.
+
+    As in etcd, one member leads: every write is an operation sent to the
+    leader (the first reachable member by name), which applies it and pushes
+    the new state to the others; it counts only when a quorum of the members
+    has it. A server without quorum answers nothing but /ping and /cacerts.
+    """
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.lock = threading.RLock()
+        self.data: dict[str, Any] = {}
+        self._alive_cache: tuple[float, list[str]] = (0.0, [])
+
+    # persistence ------------------------------------------------------------
+    def load(self) -> None:
+        self.data = json.loads(self.server.db_file.read_text())
+
+    def save(self) -> None:
+        write_private(self.server.db_file, json.dumps(self.data, indent=1, sort_keys=True))
+
+    # membership and quorum --------------------------------------------------
+    def members(self) -> dict[str, str]:
+        return dict(self.data.get("members", {}))
+
+    def forget_alive(self) -> None:
+        self._alive_cache = (0.0, [])
+
+    def alive(self) -> list[str]:
+        """Members that answer (this one included), sorted by name."""
+        now = time.monotonic()
+        if now - self._alive_cache[0] < 1.0:
+            return self._alive_cache[1]
+        alive = [self.server.node_name]
+        for name, url in self.members().items():
+            if name == self.server.node_name:
+                continue
+            try:
+                info = json.loads(self.server.peer_call(url, "GET", "/v1-k3s/sim/peer/ping", timeout=1.5))
+                if info.get("generation") == self.data.get("generation"):
+                    alive.append(name)
+            except Exception:  # noqa: BLE001 - any failure means the peer is away
+                pass
+        self._alive_cache = (now, sorted(alive))
+        return self._alive_cache[1]
+
+    def quorum(self) -> int:
+        return len(self.members()) // 2 + 1
+
+    def has_quorum(self) -> bool:
+        return len(self.alive()) >= self.quorum()
+
+    def require_quorum(self) -> None:
+        if not self.has_quorum():
+            raise ServiceUnavailable("etcdserver: request timed out (no quorum: "
+                                     f"{len(self.alive())} of {len(self.members())} etcd members reachable)")
+
+    def leader(self) -> str:
+        return self.alive()[0]
+
+    # writes -----------------------------------------------------------------
+    def write(self, op: dict[str, Any]) -> None:
+        """Commit one operation through the leader, on a quorum of members."""
+        self.require_quorum()
+        leader = self.leader()
+        if leader != self.server.node_name:
+            try:
+                self.server.peer_call(self.members()[leader], "POST", "/v1-k3s/sim/peer/write", op, timeout=10)
+                return
+            except HttpError as exc:
+                if exc.status == 403:
+                    raise PermissionError(exc.body) from exc
+                if exc.status == 404:
+                    raise KeyError(exc.body) from exc
+                raise ServiceUnavailable(f"etcdserver: leader {leader} refused the write: {exc.body}") from exc
+            except (OSError, ssl.SSLError) as exc:
+                self.forget_alive()
+                raise ServiceUnavailable(f"etcdserver: leader changed ({leader} unreachable)") from exc
+        self.commit(op)
+
+    def commit(self, op: dict[str, Any]) -> None:
+        """Apply ``op`` as the leader and replicate it."""
+        with self.lock:
+            self.require_quorum()
+            new = copy.deepcopy(self.data)
+            self.server.apply_op(new, op)
+            new["revision"] = new.get("revision", 0) + 1
+            acks = 1
+            for name, url in self.members().items():
+                if name == self.server.node_name:
+                    continue
+                try:
+                    self.server.peer_call(url, "POST", "/v1-k3s/sim/peer/replicate", new, timeout=2)
+                    acks += 1
+                except Exception:  # noqa: BLE001
+                    pass
+            # A quorum of the current members must acknowledge (a member being
+            # added is not serving yet; it receives the state in its join reply).
+            if acks < self.quorum():
+                self.forget_alive()
+                raise ServiceUnavailable("etcdserver: request timed out (write not acknowledged by a quorum)")
+            self.data = new
+            self.save()
+
+    def accept(self, incoming: dict[str, Any]) -> bool:
+        with self.lock:
+            if incoming.get("generation") != self.data.get("generation"):
+                return False
+            if incoming.get("revision", 0) > self.data.get("revision", 0):
+                self.data = incoming
+                self.save()
+            return True
+
+
+class Server:
+    def __init__(self, cfg: dict[str, Any]):
+        self.cfg = cfg
+        self.data_dir = Path(cfg.get("data-dir") or p("/var/lib/rancher/k3s"))
+        self.server_dir = self.data_dir / "server"
+        self.tls = self.server_dir / "tls"
+        self.port = int(cfg.get("https-listen-port") or 6443)
+        self.node_name = node_name_from(cfg)
+        ips = _as_list(cfg.get("node-ip"))
+        self.node_ip = cfg.get("advertise-address") or (ips[0] if ips else primary_ip(_url_host(cfg.get("server"))))
+        self.url = f"https://{_url_host_fmt(self.node_ip)}:{self.port}"
+        self.state = ServerState(self)
+        # Once etcd data exists, it decides: cluster-init and server are ignored.
+        self.etcd = bool(cfg.get("cluster-init") or cfg.get("server")
+                         or (self.server_dir / "db" / "etcd").is_dir())
+        self.stop = threading.Event()
+        self.password = ""
+        self.server_ca = b""
+        self.httpd: http.server.ThreadingHTTPServer | None = None
+
+    # paths ------------------------------------------------------------------
+    @property
+    def db_file(self) -> Path:
+        if self.etcd:
+            return self.server_dir / "db" / "etcd" / "state.json"
+        return self.server_dir / "db" / "state.db"
+
+    def critical(self) -> dict[str, Any]:
+        out = {}
+        for key in CRITICAL_KEYS:
+            val = self.cfg.get(key, CRITICAL_DEFAULTS.get(key, False))
+            out[key] = sorted(val) if isinstance(val, list) else val
+        return out
+
+    def creds(self) -> tuple[str, str]:
+        return ("server", self.password)
+
+    def peer_call(self, url: str, method: str, path: str, body: Any = None, timeout: float = 3) -> bytes:
+        return https_request(url + path, method, body, cadata=self.server_ca.decode(),
+                             basic=self.creds(), timeout=timeout)
+
+    # start-up ---------------------------------------------------------------
+    def start(self) -> None:
+        ok, why = memory_cgroup_state()
+        if not ok:
+            raise Fatal(f"{why}: enable the memory cgroup on the kernel command line "
+                        "(cgroup_memory=1 cgroup_enable=memory)")
+        if self.cfg.get("datastore-endpoint"):
+            raise Fatal("external datastores (datastore-endpoint) are not simulated by the pik3s K3s simulator")
+        log("info", f"Starting k3s {version()} ({SIM_NAME}, not K3s)")
+        self._migrate_sqlite_if_asked()
+        existing = self.db_file.exists()
+        if self.cfg.get("cluster-reset"):
+            self.cluster_reset()
+            return
+        token = configured_token(self.cfg)
+        if existing:
+            self._resume(token)
+        elif self.cfg.get("server"):
+            self._join(token)
+        elif not self.etcd and (self.server_dir / "db" / "reset-flag").exists():
+            raise Fatal(f"etcd database not found in {self.server_dir}")
+        else:
+            self._bootstrap(token)
+        self._write_files()
+        self._serve()
+        # Where local tools (etcd-snapshot) reach this running server.
+        write_private(self.server_dir / "db" / "sim-endpoint", f"https://{_url_host_fmt(self._local_address())}:{self.port}\n")
+        self._register_self()
+        log("info", f"k3s is up and running ({SIM_NAME})")
+        sd_notify("READY=1\n")
+        self._import_images()
+        self._heartbeat_loop()
+
+    def _migrate_sqlite_if_asked(self) -> None:
+        sqlite = self.server_dir / "db" / "state.db"
+        if self.etcd and sqlite.exists() and not self.db_file.exists():
+            log("info", "Migrating content from sqlite to etcd")
+            self.db_file.parent.mkdir(parents=True, exist_ok=True)
+            data = json.loads(sqlite.read_text())
+            data["members"] = {self.node_name: self.url}
+            write_private(self.db_file, json.dumps(data))
+            sqlite.unlink()
+
+    def _bootstrap(self, token: str | None) -> None:
+        if token:
+            hash_, _user, password = parse_token(token)
+            if hash_:
+                raise Fatal("token CA hash does not match the Cluster CA certificate hash: "
+                            "a secure (K10...) token cannot start a new cluster; use a short token")
+        else:
+            password = secrets.token_hex(16)
+        log("info", "Creating a new cluster: generating certificate authorities")
+        server_ca, server_ca_key = make_ca("k3s-server-ca")
+        client_ca, client_ca_key = make_ca("k3s-client-ca")
+        salt = secrets.token_hex(8)
+        bootstrap = {"server-ca.crt": server_ca.decode(), "server-ca.key": server_ca_key.decode(),
+                     "client-ca.crt": client_ca.decode(), "client-ca.key": client_ca_key.decode()}
+        agent_pw = None
+        agent_token = configured_token(self.cfg, "agent-token")
+        if agent_token:
+            agent_pw = parse_token(agent_token)[2]
+        self.password = password
+        self.state.data = {
+            "generation": secrets.token_hex(4), "revision": 1, "created": time.time(),
+            "members": {self.node_name: self.url} if self.etcd else {self.node_name: self.url},
+            "etcd": self.etcd, "critical": self.critical(), "nodes": {}, "node_passwords": {},
+            "token_salt": salt, "token_check": password_check(password, salt),
+            "agent_token_check": password_check(agent_pw, salt) if agent_pw else None,
+            "bootstrap": encrypt_bootstrap(password, bootstrap),
+        }
+        self._install_bootstrap(bootstrap)
+        self.state.save()
+
+    def _resume(self, token: str | None) -> None:
+        self.state.load()
+        data = self.state.data
+        stored = self.server_dir / "token"
+        current = token or (stored.read_text().strip() if stored.exists() else None)
+        if not current:
+            raise Fatal("--token is required: no token configured and none found in the data directory")
+        hash_, _user, password = parse_token(current)
+        if password_check(password, data["token_salt"]) != data["token_check"]:
+            raise Fatal("bootstrap data already found and encrypted with different token")
+        self.password = password
+        bootstrap = decrypt_bootstrap(password, data["bootstrap"])
+        if hash_ and hash_ != ca_hash(bootstrap["server-ca.crt"].encode()):
+            raise Fatal("token CA hash does not match the Cluster CA certificate hash")
+        self._install_bootstrap(bootstrap)
+        if self.etcd:
+            self._check_membership()
+            data.setdefault("members", {})[self.node_name] = self.url
+        self._pull_latest()
+
+    def _check_membership(self) -> None:
+        others = {n: u for n, u in self.state.members().items() if n != self.node_name}
+        for name, url in others.items():
+            try:
+                info = json.loads(self.peer_call(url, "GET", "/v1-k3s/sim/peer/ping", timeout=1.5))
+            except Exception:  # noqa: BLE001
+                continue
+            if info.get("generation") != self.state.data.get("generation"):
+                raise Fatal(
+                    f"this server is not a member of the etcd cluster served by {name} "
+                    "(the cluster was reset or restored): remove "
+                    f"{self.server_dir / 'db'} and restart to rejoin")
+
+    def _pull_latest(self) -> None:
+        for name, url in self.state.members().items():
+            if name == self.node_name:
+                continue
+            try:
+                remote = json.loads(self.peer_call(url, "GET", "/v1-k3s/sim/peer/state", timeout=2))
+            except Exception:  # noqa: BLE001
+                continue
+            self.state.accept(remote)
+
+    def _join(self, token: str | None) -> None:
+        if not token:
+            raise Fatal("--token is required when joining a server (--server)")
+        url = str(self.cfg["server"]).rstrip("/")
+        hash_, _user, password = parse_token(token)
+        log("info", f"Joining an existing cluster at {url}")
+        while not self.stop.is_set():
+            try:
+                cacerts = https_request(url + "/cacerts", verify=False, timeout=5)
+                if hash_ and ca_hash(cacerts) != hash_:
+                    raise Fatal(f"failed to validate token: token CA hash does not match the Cluster CA "
+                                f"certificate hash: {hash_[:12]}... != {ca_hash(cacerts)[:12]}...")
+                self.server_ca = cacerts
+                self.password = password
+                reply = json.loads(https_request(
+                    url + "/v1-k3s/server-bootstrap", "POST",
+                    {"name": self.node_name, "url": self.url, "critical": self.critical()},
+                    cadata=cacerts.decode(), basic=("server", password), timeout=15))
+                break
+            except HttpError as exc:
+                if exc.status == 401:
+                    raise Fatal(f"failed to validate token: failed to get bootstrap data from {url}: "
+                                "401 Unauthorized (wrong token password)") from exc
+                if exc.status == 400:
+                    raise Fatal(f"failed to validate server configuration: {exc.body}") from exc
+                log("info", f"Waiting to join the cluster: {url}: {exc}")
+            except (OSError, ssl.SSLError) as exc:
+                log("info", f"Waiting for the server at {url} to answer: {exc}")
+            self.stop.wait(RETRY_SECONDS)
+        else:
+            raise Fatal("stopped before joining")
+        bootstrap = decrypt_bootstrap(password, reply["state"]["bootstrap"])
+        self.state.data = reply["state"]
+        self._install_bootstrap(bootstrap)
+        self.state.save()
+        log("info", f"Joined the etcd cluster with {len(self.state.members())} members")
+
+    def _install_bootstrap(self, b: dict[str, str]) -> None:
+        self.server_ca = b["server-ca.crt"].encode()
+        for name, content in b.items():
+            write_private(self.tls / name, content)
+        token = format_token(self.server_ca, "server", self.password)
+        write_private(self.server_dir / "token", token + "\n")
+        node_token = self.server_dir / "node-token"
+        if not node_token.is_symlink():
+            node_token.unlink(missing_ok=True)
+            node_token.symlink_to("token")
+        agent_token = configured_token(self.cfg, "agent-token")
+        if agent_token:
+            write_private(self.server_dir / "agent-token",
+                          format_token(self.server_ca, "node", parse_token(agent_token)[2]) + "\n")
+        write_private(self.server_dir / "cred" / "passwd",
+                      f"{self.password},server,server,k3s:server\n")
+
+    def _local_address(self) -> str:
+        """Where local clients reach this server: the bind address, else loopback."""
+        bind = self.cfg.get("bind-address")
+        return bind if bind and bind not in ("0.0.0.0", "::") else "127.0.0.1"
+
+    def _sans(self) -> list[str]:
+        sans = [self._local_address(), "127.0.0.1", "::1", "localhost", "kubernetes", "kubernetes.default",
+                "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
+                self.node_name, socket.gethostname(), self.node_ip]
+        sans += _as_list(self.cfg.get("node-ip")) + _as_list(self.cfg.get("node-external-ip"))
+        sans += _as_list(self.cfg.get("tls-san"))
+        seen: list[str] = []
+        for s in sans:
+            if s and s not in seen:
+                seen.append(s)
+        return seen
+
+    def _write_files(self) -> None:
+        ca = self.tls / "server-ca.crt"
+        cak = self.tls / "server-ca.key"
+        sans = self._sans()
+        stamp = self.tls / "serving-kube-apiserver.sans"
+        if not stamp.exists() or stamp.read_text() != json.dumps(sans):
+            cert, key = sign_cert(ca.read_bytes(), cak.read_bytes(), "/CN=kube-apiserver", sans, client=False)
+            write_private(self.tls / "serving-kube-apiserver.crt", cert + ca.read_bytes())
+            write_private(self.tls / "serving-kube-apiserver.key", key)
+            write_private(stamp, json.dumps(sans))
+        admin_crt = self.tls / "client-admin.crt"
+        if not admin_crt.exists():
+            cert, key = sign_cert((self.tls / "client-ca.crt").read_bytes(),
+                                  (self.tls / "client-ca.key").read_bytes(),
+                                  "/O=system:masters/CN=system:admin", None, client=True)
+            write_private(admin_crt, cert)
+            write_private(self.tls / "client-admin.key", key)
+        kubeconfig = {
+            "apiVersion": "v1",
+            "clusters": [{"cluster": {
+                "certificate-authority-data": base64.b64encode(ca.read_bytes()).decode(),
+                "server": f"https://{_url_host_fmt(self._local_address())}:{self.port}"}, "name": "default"}],
+            "contexts": [{"context": {"cluster": "default", "user": "default"}, "name": "default"}],
+            "current-context": "default", "kind": "Config", "preferences": {},
+            "users": [{"name": "default", "user": {
+                "client-certificate-data": base64.b64encode(admin_crt.read_bytes()).decode(),
+                "client-key-data": base64.b64encode((self.tls / "client-admin.key").read_bytes()).decode()}}],
+        }
+        mode_text = str(self.cfg.get("write-kubeconfig-mode") or "0600")
+        try:
+            mode = int(mode_text, 8)
+        except ValueError as exc:
+            raise Fatal(f"invalid write-kubeconfig-mode {mode_text!r}") from exc
+        path = Path(self.cfg.get("write-kubeconfig") or p("/etc/rancher/k3s/k3s.yaml"))
+        write_private(path, yaml_dump(kubeconfig), mode)
+        if self.cfg.get("write-kubeconfig-group"):
+            import grp
+            os.chown(path, -1, grp.getgrnam(self.cfg["write-kubeconfig-group"]).gr_gid)
+        log("info", f"Wrote kubeconfig {path}")
+
+    def _serve(self) -> None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(self.tls / "serving-kube-apiserver.crt"), str(self.tls / "serving-kube-apiserver.key"))
+        ctx.load_verify_locations(cafile=str(self.tls / "client-ca.crt"))
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        bind = self.cfg.get("bind-address") or "0.0.0.0"
+        handler = type("Handler", (ApiHandler,), {"server_obj": self})
+        try:
+            self.httpd = http.server.ThreadingHTTPServer((bind, self.port), handler)
+        except OSError as exc:
+            raise Fatal(f"failed to listen on {bind}:{self.port}: {exc.strerror}") from exc
+        self.httpd.daemon_threads = True
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        log("info", f"Serving the Kubernetes API on https://{bind}:{self.port}")
+
+    def node_record(self, payload: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
+        now = time.time()
+        rec = dict(existing) if existing else {"created": now}
+        labels = dict(existing["labels"]) if existing else {}
+        if not existing:  # node-label and node-taint only apply at first registration
+            for spec in payload.get("node_labels", []):
+                k, v = parse_label(spec)
+                labels[k] = v
+            rec["taints"] = [parse_taint(t) for t in payload.get("node_taints", [])]
+        labels.update({
+            "kubernetes.io/arch": payload["arch"], "beta.kubernetes.io/arch": payload["arch"],
+            "kubernetes.io/os": "linux", "beta.kubernetes.io/os": "linux",
+            "kubernetes.io/hostname": payload["name"], "k3s.io/hostname": payload["hostname"],
+            "k3s.io/internal-ip": payload["ip"], "node.kubernetes.io/instance-type": "k3s",
+        })
+        for role in payload.get("roles", []):
+            labels[f"node-role.kubernetes.io/{role}"] = "true"
+        rec.update({"name": payload["name"], "ip": payload["ip"], "arch": payload["arch"],
+                    "version": payload["version"], "labels": labels, "last_seen": now,
+                    "running": True, "os_image": payload.get("os_image", ""),
+                    "kernel": payload.get("kernel", ""), "args": payload.get("args", []),
+                    "external_ips": payload.get("external_ips", [])})
+        return rec
+
+    def register(self, payload: dict[str, Any], password: str) -> None:
+        """Register (or re-register) a node, enforcing its node password."""
+        self.state.write({"op": "register", "node": payload, "password": password})
+
+    def heartbeat(self, name: str, password: str, version_: str, running: bool = True) -> None:
+        self.state.write({"op": "heartbeat", "name": name, "password": password,
+                          "version": version_, "running": running})
+
+    def apply_op(self, state: dict[str, Any], op: dict[str, Any]) -> None:
+        """Apply one datastore operation (on the leader)."""
+        kind = op["op"]
+        if kind in ("register", "heartbeat"):
+            name = op["node"]["name"] if kind == "register" else op["name"]
+            pw_hash = hashlib.sha256(f"{name}:{op['password']}".encode()).hexdigest()
+            stored = state["node_passwords"].get(name)
+            if kind == "heartbeat" and name not in state["nodes"]:
+                raise KeyError(name)
+            if stored is not None and stored != pw_hash:
+                raise PermissionError(NODE_PASSWORD_MSG)
+            if kind == "register":
+                state["node_passwords"][name] = pw_hash
+                state["nodes"][name] = self.node_record(op["node"], state["nodes"].get(name))
+            else:
+                rec = state["nodes"][name]
+                rec.update(last_seen=time.time(), running=op["running"], version=op["version"])
+        elif kind == "add_member":
+            state["members"][op["name"]] = op["url"]
+        elif kind == "cordon":
+            if op["name"] not in state["nodes"]:
+                raise KeyError(op["name"])
+            state["nodes"][op["name"]]["unschedulable"] = op["unschedulable"]
+        elif kind == "delete_node":
+            if op["name"] not in state["nodes"]:
+                raise KeyError(op["name"])
+            state["nodes"].pop(op["name"])
+            state["node_passwords"].pop(op["name"], None)  # the <name>.node-password.k3s secret
+        else:
+            raise ValueError(f"unknown operation {kind!r}")
+
+    def own_payload(self) -> dict[str, Any]:
+        roles = ["control-plane", "master"] + (["etcd"] if self.etcd else [])
+        return node_payload(self.cfg, self.node_name, self.node_ip, roles)
+
+    def _register_self(self) -> None:
+        pw = node_password()
+        while not self.stop.is_set():
+            try:
+                self.register(self.own_payload(), pw)
+                return
+            except PermissionError as exc:
+                raise Fatal(str(exc)) from exc
+            except ServiceUnavailable as exc:
+                log("info", f"Waiting for etcd quorum before registering this node: {exc}")
+            self.stop.wait(RETRY_SECONDS)
+
+    def _heartbeat_loop(self) -> None:
+        pw = node_password()
+        while not self.stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self.heartbeat(self.node_name, pw, version())
+            except KeyError:
+                log("info", "This node was deleted from the cluster: registering it again")
+                try:
+                    self.register(self.own_payload(), pw)
+                except Exception as exc:  # noqa: BLE001
+                    log("error", f"re-registration failed: {exc}")
+            except ServiceUnavailable as exc:
+                log("warning", f"Node heartbeat failed: {exc}")
+            except PermissionError as exc:
+                log("error", str(exc))
+
+    def _import_images(self) -> None:
+        import_images(self.data_dir)
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        if self.httpd:
+            self.httpd.shutdown()
+
+    # cluster reset ----------------------------------------------------------
+    def cluster_reset(self) -> None:
+        restore = self.cfg.get("cluster-reset-restore-path")
+        token = configured_token(self.cfg)
+        if restore:
+            path = Path(restore)
+            if not path.is_file():
+                raise Fatal(f"cluster-reset-restore-path {path}: no such file")
+            snap = json.loads(path.read_text())
+            if snap.get("kind") != "pik3s-sim-etcd-snapshot":
+                raise Fatal(f"{path} is not an etcd snapshot")
+            state = snap["state"]
+            stored = self.server_dir / "token"
+            current = token or (stored.read_text().strip() if stored.exists() else None)
+            if not current:
+                raise Fatal("--token is required to restore a snapshot onto a server that has no token")
+            _h, _u, password = parse_token(current)
+            if password_check(password, state["token_salt"]) != state["token_check"]:
+                raise Fatal("bootstrap data already found and encrypted with different token")
+            bootstrap = decrypt_bootstrap(password, state["bootstrap"])
+            log("info", f"Restoring etcd snapshot {path}")
+        else:
+            if not self.db_file.exists():
+                raise Fatal(f"etcd database not found in {self.server_dir}")
+            state = json.loads(self.db_file.read_text())
+            stored = (self.server_dir / "token").read_text().strip()
+            password = parse_token(token or stored)[2]
+            bootstrap = decrypt_bootstrap(password, state["bootstrap"])
+        self.etcd = True
+        self.password = password
+        state["members"] = {self.node_name: self.url}
+        state["generation"] = secrets.token_hex(4)
+        state["etcd"] = True
+        db = self.server_dir / "db"
+        old_etcd = db / "etcd"
+        if old_etcd.exists():  # kept aside as K3s does; snapshots stay where they are
+            old_etcd.rename(db / f"etcd-old-{int(time.time())}")
+        (db / "state.db").unlink(missing_ok=True)
+        self.state.data = state
+        self._install_bootstrap(bootstrap)
+        self.state.save()
+        write_private(self.server_dir / "db" / "reset-flag", "")
+        log("info", "Managed etcd cluster membership has been reset, restart without --cluster-reset "
+                    f"flag now. Backup and delete {self.server_dir / 'db'} on each peer etcd server "
+                    "and rejoin the nodes")
+
+
+def _url_host(url: Any) -> str | None:
+    if not url:
+        return None
+    host = urllib.parse.urlsplit(str(url)).hostname
+    if not host:
+        return None
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        return None
+
+
+def _url_host_fmt(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
+
+
+def node_name_from(cfg: dict[str, Any]) -> str:
+    name = cfg.get("node-name") or socket.gethostname()
+    if cfg.get("with-node-id"):
+        id_file = p("/etc/rancher/node/node-id")
+        if not id_file.exists():
+            write_private(id_file, secrets.token_hex(4) + "\n")
+        name = f"{name}-{id_file.read_text().strip()}"
+    name = str(name).lower()
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name):
+        raise Fatal(f"invalid node name {name!r}: must be a lowercase RFC 1123 name")
+    return name
+
+
+def node_password() -> str:
+    path = p("/etc/rancher/node/password")
+    if not path.exists():
+        write_private(path, secrets.token_hex(16) + "\n")
+    return path.read_text().strip()
+
+
+def node_payload(cfg: dict[str, Any], name: str, ip: str, roles: list[str]) -> dict[str, Any]:
+    return {
+        "name": name, "hostname": socket.gethostname(), "ip": ip, "arch": k8s_arch(),
+        "version": version(), "roles": roles, "node_labels": _as_list(cfg.get("node-label")),
+        "node_taints": _as_list(cfg.get("node-taint")), "os_image": os_image(),
+        "kernel": platform.release(), "external_ips": _as_list(cfg.get("node-external-ip")),
+        "args": sorted(k for k in cfg if k not in ("token", "agent-token")),
+    }
+
+
+def import_images(data_dir: Path) -> None:
+    images = data_dir / "agent" / "images"
+    if not images.is_dir():
+        return
+    import tarfile
+    for tarball in sorted(images.iterdir()):
+        if not tarball.name.endswith((".tar", ".tar.gz", ".tar.zst", ".tgz")):
+            continue
+        try:
+            with tarfile.open(tarball) as tf:
+                member = tf.extractfile("manifest.json")
+                manifest = json.loads(member.read()) if member else {}
+        except (tarfile.TarError, KeyError, ValueError) as exc:
+            log("error", f"Failed to import images from {tarball}: {exc}")
+            continue
+        arch = manifest.get("arch")
+        if arch and arch != k8s_arch():
+            log("error", f"Images in {tarball} are for {arch}, this node is {k8s_arch()}: not imported")
+            continue
+        log("info", f"Imported images from {tarball} ({len(manifest.get('images', []))} images)")
+
+
+class ApiHandler(http.server.BaseHTTPRequestHandler):
+    server_obj: Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args: Any) -> None:  # quiet access log
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        try:
+            self.connection.do_handshake()
+        except (ssl.SSLError, OSError):
+            self.close_connection = True
+            raise
+
+    def _send(self, status: int, body: Any, ctype: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else (
+            json.dumps(body).encode() if ctype == "application/json" else str(body).encode())
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str) -> None:
+        self._send(status, message + "\n", "text/plain")
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length)) if length else None
+
+    def _basic(self) -> tuple[str, str] | None:
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Basic "):
+            return None
+        try:
+            user, _, pw = base64.b64decode(auth[6:]).decode().partition(":")
+        except ValueError:
+            return None
+        return user, pw
+
+    def _token_user(self) -> str | None:
+        """'server' or 'node' when the request carries a valid token password."""
+        creds = self._basic()
+        if not creds:
+            return None
+        user, pw = creds
+        data = self.server_obj.state.data
+        if password_check(pw, data["token_salt"]) == data["token_check"]:
+            return user if user in ("server", "node") else None
+        if user == "node" and data.get("agent_token_check") and \
+                password_check(pw, data["token_salt"]) == data["agent_token_check"]:
+            return "node"
+        return None
+
+    def _admin(self) -> bool:
+        cert = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
+        if not cert:
+            return False
+        subject = {k: v for rdn in cert.get("subject", ()) for k, v in rdn}
+        return subject.get("organizationName") == "system:masters"
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        srv = self.server_obj
+        path = urllib.parse.urlsplit(self.path).path
+        try:
+            if path == "/ping" and method == "GET":
+                return self._send(200, "pong", "text/plain")
+            if path == "/cacerts" and method == "GET":
+                return self._send(200, srv.server_ca, "text/plain")
+            if path.startswith("/v1-k3s/"):
+                return self._k3s(method, path)
+            if not self._admin():
+                return self._send(401, {"kind": "Status", "status": "Failure", "message": "Unauthorized",
+                                        "reason": "Unauthorized", "code": 401})
+            return self._kube(method, path)
+        except ServiceUnavailable as exc:
+            return self._error(503, str(exc))
+        except Fatal as exc:
+            return self._error(400, str(exc))
+        except (BrokenPipeError, ConnectionResetError):
+            return None
+
+    def _k3s(self, method: str, path: str) -> None:
+        srv = self.server_obj
+        user = self._token_user()
+        if user is None:
+            return self._error(401, "Unauthorized")
+        if path == "/v1-k3s/sim/peer/ping":
+            return self._send(200, {"name": srv.node_name, "generation": srv.state.data.get("generation")})
+        if path == "/v1-k3s/sim/peer/state" and user == "server":
+            return self._send(200, srv.state.data)
+        if path == "/v1-k3s/sim/peer/write" and method == "POST" and user == "server":
+            try:
+                srv.state.commit(self._body())
+            except PermissionError as exc:
+                return self._error(403, str(exc))
+            except KeyError as exc:
+                return self._error(404, f"not found: {exc}")
+            return self._send(200, {"ok": True})
+        if path == "/v1-k3s/sim/peer/replicate" and method == "POST" and user == "server":
+            if srv.state.accept(self._body()):
+                return self._send(200, {"ok": True})
+            return self._error(409, "member of another cluster generation")
+        if path == "/v1-k3s/server-bootstrap" and method == "POST" and user == "server":
+            return self._server_bootstrap(self._body())
+        if path == "/v1-k3s/sim/apiservers":
+            return self._send(200, sorted(srv.state.members().values()))
+        if path == "/v1-k3s/sim/nodes/register" and method == "POST":
+            body = self._body()
+            try:
+                srv.register(body["node"], body["password"])
+            except PermissionError as exc:
+                return self._error(403, str(exc))
+            return self._send(200, {"ok": True})
+        m = re.fullmatch(r"/v1-k3s/sim/nodes/([^/]+)/heartbeat", path)
+        if m and method == "POST":
+            body = self._body()
+            try:
+                srv.heartbeat(m.group(1), body["password"], body["version"], body.get("running", True))
+            except KeyError:
+                return self._error(404, f"node {m.group(1)} not found")
+            except PermissionError as exc:
+                return self._error(403, str(exc))
+            return self._send(200, {"ok": True})
+        return self._error(404, "not found")
+
+    def _server_bootstrap(self, body: dict[str, Any]) -> None:
+        srv = self.server_obj
+        if not srv.state.data.get("etcd"):
+            return self._error(400, "this server uses the embedded SQLite datastore and cannot be joined by "
+                                    "other servers: start the first server with --cluster-init")
+        mine, theirs = srv.state.data["critical"], body["critical"]
+        for key in CRITICAL_KEYS:
+            if mine.get(key) != theirs.get(key):
+                return self._error(400, f"critical configuration value mismatch between servers: "
+                                        f"{key} is {mine.get(key)!r} on the cluster, {theirs.get(key)!r} here")
+        srv.state.write({"op": "add_member", "name": body["name"], "url": body["url"]})
+        srv.state.forget_alive()
+        return self._send(200, {"state": srv.state.data})
+
+    def _kube(self, method: str, path: str) -> None:
+        srv = self.server_obj
+        if path in ("/readyz", "/livez", "/healthz"):
+            if srv.state.has_quorum():
+                return self._send(200, "ok", "text/plain")
+            return self._error(500, "[-]etcd failed: reason withheld\nreadyz check failed")
+        if path == "/version":
+            return self._send(200, {"gitVersion": version(), "platform": f"linux/{k8s_arch()}",
+                                    "simulator": SIM_NAME})
+        srv.state.require_quorum()
+        if path == "/api/v1/nodes" and method == "GET":
+            items = [node_object(r) for _, r in sorted(srv.state.data["nodes"].items())]
+            return self._send(200, {"apiVersion": "v1", "kind": "NodeList", "items": items})
+        m = re.fullmatch(r"/api/v1/nodes/([^/]+)", path)
+        if m:
+            name = m.group(1)
+            if name not in srv.state.data["nodes"]:
+                return self._send(404, {"kind": "Status", "code": 404, "reason": "NotFound",
+                                        "message": f'nodes "{name}" not found'})
+            if method == "GET":
+                return self._send(200, node_object(srv.state.data["nodes"][name]))
+            if method == "PATCH":
+                body = self._body() or {}
+                unsched = body.get("spec", {}).get("unschedulable")
+                if unsched is not None:
+                    srv.state.write({"op": "cordon", "name": name, "unschedulable": bool(unsched)})
+                return self._send(200, node_object(srv.state.data["nodes"][name]))
+            if method == "DELETE":
+                srv.state.write({"op": "delete_node", "name": name})
+                return self._send(200, {"kind": "Status", "status": "Success"})
+        if path == "/pik3s-sim/snapshot" and method == "GET":
+            return self._send(200, srv.state.data)
+        return self._error(404, "not found")
+
+
+# --------------------------------------------------------------------------
+# The agent.
+
+class Agent:
+    def __init__(self, cfg: dict[str, Any]):
+        self.cfg = cfg
+        if not cfg.get("server"):
+            raise Fatal("--server is required")
+        self.token = configured_token(cfg)
+        if not self.token:
+            raise Fatal("--token is required")
+        self.hash, _user, self.password = parse_token(self.token)
+        self.servers = [str(cfg["server"]).rstrip("/")]
+        self.data_dir = Path(cfg.get("data-dir") or p("/var/lib/rancher/k3s"))
+        self.node_name = node_name_from(cfg)
+        ips = _as_list(cfg.get("node-ip"))
+        self.node_ip = ips[0] if ips else primary_ip(_url_host(cfg["server"]))
+        self.ca: bytes | None = None
+        self.stop = threading.Event()
+
+    def call(self, path: str, body: Any, method: str = "POST") -> bytes:
+        last: Exception | None = None
+        for url in list(self.servers):
+            try:
+                return https_request(url + path, method, body, cadata=self.ca.decode() if self.ca else None,
+                                     basic=("node", self.password), timeout=5)
+            except HttpError:
+                raise
+            except (OSError, ssl.SSLError) as exc:
+                last = exc
+        raise OSError(f"no server answered: {last}")
+
+    def start(self) -> None:
+        ok, why = memory_cgroup_state()
+        if not ok:
+            raise Fatal(f"{why}: enable the memory cgroup on the kernel command line "
+                        "(cgroup_memory=1 cgroup_enable=memory)")
+        log("info", f"Starting k3s agent {version()} ({SIM_NAME}, not K3s)")
+        pw = node_password()
+        payload = node_payload(self.cfg, self.node_name, self.node_ip, [])
+        while not self.stop.is_set():
+            try:
+                if self.ca is None:
+                    cacerts = https_request(self.servers[0] + "/cacerts", verify=False, timeout=5)
+                    if self.hash and ca_hash(cacerts) != self.hash:
+                        log("error", f"Failed to validate connection to cluster at {self.servers[0]}: "
+                                     "token CA hash does not match the Cluster CA certificate hash")
+                        self.stop.wait(RETRY_SECONDS)
+                        continue
+                    self.ca = cacerts
+                self.call("/v1-k3s/sim/nodes/register", {"node": payload, "password": pw})
+                break
+            except HttpError as exc:
+                if exc.status == 401:
+                    log("error", f"Failed to validate connection to cluster at {self.servers[0]}: "
+                                 "401 Unauthorized: the token's password is wrong")
+                elif exc.status == 403:
+                    log("error", exc.body)
+                else:
+                    log("info", f"Waiting to retrieve agent configuration; server is not ready: {exc}")
+            except (OSError, ssl.SSLError) as exc:
+                log("info", f"Waiting to retrieve agent configuration; server is not ready: {exc}")
+            self.stop.wait(RETRY_SECONDS)
+        if self.stop.is_set():
+            return
+        log("info", f"Node {self.node_name} registered with the cluster")
+        self._refresh_servers()
+        sd_notify("READY=1\n")
+        import_images(self.data_dir)
+        while not self.stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self.call(f"/v1-k3s/sim/nodes/{self.node_name}/heartbeat",
+                          {"password": pw, "version": version()})
+            except HttpError as exc:
+                if exc.status == 404:
+                    log("info", "This node was deleted from the cluster: registering it again")
+                    try:
+                        self.call("/v1-k3s/sim/nodes/register", {"node": payload, "password": pw})
+                    except Exception as exc2:  # noqa: BLE001
+                        log("error", f"re-registration failed: {exc2}")
+                else:
+                    log("warning", f"Node heartbeat failed: {exc}")
+            except (OSError, ssl.SSLError) as exc:
+                log("warning", f"Node heartbeat failed: {exc}")
+            self._refresh_servers()
+
+    def _refresh_servers(self) -> None:
+        try:
+            urls = json.loads(self.call("/v1-k3s/sim/apiservers", None, "GET"))
+        except Exception:  # noqa: BLE001
+            return
+        first = self.servers[0]
+        self.servers = [first] + [u for u in urls if u != first]
+
+
+# --------------------------------------------------------------------------
+# kubectl.
+
+def load_kubeconfig(path: str | None) -> tuple[str, str, tuple[bytes, bytes] | None]:
+    candidates = [path] if path else []
+    if not path:
+        if os.environ.get("KUBECONFIG"):
+            candidates = os.environ["KUBECONFIG"].split(":")
+        else:
+            candidates = [str(p("/etc/rancher/k3s/k3s.yaml")), str(Path.home() / ".kube" / "config")]
+    for cand in candidates:
+        try:
+            text = Path(cand).read_text()
+        except PermissionError as exc:
+            raise Fatal(f"error loading config file \"{cand}\": open {cand}: permission denied") from exc
+        except OSError:
+            continue
+        cfg = yaml_load(text)
+        ctx_name = cfg.get("current-context")
+        ctx = next((c["context"] for c in cfg.get("contexts", []) if c["name"] == ctx_name), None)
+        if ctx is None:
+            raise Fatal(f"error: current-context {ctx_name!r} not found in {cand}")
+        cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
+        user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
+        ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+        cert = None
+        if "client-certificate-data" in user:
+            cert = (base64.b64decode(user["client-certificate-data"]),
+                    base64.b64decode(user["client-key-data"]))
+        return cluster["server"], ca, cert
+    raise Fatal("The connection to the server localhost:8080 was refused - did you specify the right host or port?")
+
+
+def kubectl(argv: list[str]) -> int:
+    kubeconfig = None
+    output = None
+    rest: list[str] = []
+    opts: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--kubeconfig", "-o", "--output", "--for", "--timeout", "--grace-period", "-l", "--selector",
+                 "--raw"):
+            i += 1
+            if i >= len(argv):
+                raise Fatal(f"error: flag needs an argument: {a}")
+            val = argv[i]
+            a = {"-o": "--output", "-l": "--selector"}.get(a, a)
+            opts[a] = val
+        elif a.startswith("--") and "=" in a:
+            k, v = a.split("=", 1)
+            opts[k] = v
+        elif a.startswith("-o") and len(a) > 2:
+            opts["--output"] = a[2:]
+        elif a.startswith("-"):
+            opts[a] = "true"
+        else:
+            rest.append(a)
+        i += 1
+    kubeconfig = opts.get("--kubeconfig")
+    output = opts.get("--output")
+    if not rest:
+        print(f"kubectl ({SIM_NAME}): get, cordon, uncordon, drain, delete, wait, version")
+        return 0
+    verb, args = rest[0], rest[1:]
+    server, ca, cert = load_kubeconfig(kubeconfig)
+
+    def api(method: str, path: str, body: Any = None) -> Any:
+        try:
+            return json.loads(https_request(server + path, method, body, cadata=ca,
+                                            client_cert=cert, timeout=10))
+        except HttpError as exc:
+            try:
+                msg = json.loads(exc.body).get("message", exc.body)
+            except ValueError:
+                msg = exc.body
+            raise Fatal(f"Error from server: {msg}") from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise Fatal(f"Unable to connect to the server: tls: failed to verify certificate: {exc.verify_message}") from exc
+        except OSError as exc:
+            raise Fatal(f"Unable to connect to the server: {exc}") from exc
+
+    kinds = ("node", "nodes", "no")
+
+    def node_names(a: list[str]) -> list[str]:
+        names = []
+        for x in a:
+            if x.startswith(("node/", "nodes/")):
+                names.append(x.split("/", 1)[1])
+            elif x not in kinds:
+                names.append(x)
+        return names
+
+    if verb == "version":
+        v = api("GET", "/version")
+        print(f"Client Version: {version()}\nServer Version: {v['gitVersion']}\n({SIM_NAME})")
+        return 0
+    if verb == "get":
+        if "--raw" in opts:
+            try:
+                out = https_request(server + opts["--raw"], cadata=ca, client_cert=cert)
+            except HttpError as exc:
+                raise Fatal(f"Error from server: {exc.body}") from exc
+            except OSError as exc:
+                raise Fatal(f"Unable to connect to the server: {exc}") from exc
+            sys.stdout.write(out.decode())
+            return 0
+        if not args or args[0].split("/")[0] not in kinds:
+            raise Fatal(f"error: the {SIM_NAME} only serves nodes")
+        names = node_names(args)
+        if names:
+            items = [api("GET", f"/api/v1/nodes/{n}") for n in names]
+        else:
+            items = api("GET", "/api/v1/nodes")["items"]
+        if output == "json":
+            doc = items[0] if len(names) == 1 else {"apiVersion": "v1", "kind": "List", "items": items}
+            print(json.dumps(doc, indent=4))
+        elif output == "name":
+            for n in items:
+                print(f"node/{n['metadata']['name']}")
+        elif output and output.startswith("jsonpath="):
+            print(jsonpath(items[0] if len(names) == 1 else {"items": items}, output[len("jsonpath="):]))
+        else:
+            wide = output == "wide"
+            rows = [["NAME", "STATUS", "ROLES", "AGE", "VERSION"]]
+            if wide:
+                rows[0] += ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]
+            for n in items:
+                row = [n["metadata"]["name"], node_status(n), node_roles(n),
+                       _age(n["metadata"]["creationTimestamp"]), n["status"]["nodeInfo"]["kubeletVersion"]]
+                if wide:
+                    addr = {a["type"]: a["address"] for a in n["status"]["addresses"]}
+                    info = n["status"]["nodeInfo"]
+                    row += [addr.get("InternalIP", "<none>"), addr.get("ExternalIP", "<none>"),
+                            info["osImage"], info["kernelVersion"], info["containerRuntimeVersion"]]
+                rows.append(row)
+            widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+            for r in rows:
+                print("   ".join(v.ljust(widths[c]) for c, v in enumerate(r)).rstrip())
+        return 0
+    if verb in ("cordon", "uncordon", "drain"):
+        for n in node_names(args):
+            obj = api("GET", f"/api/v1/nodes/{n}")
+            want = verb != "uncordon"
+            if obj["spec"]["unschedulable"] == want:
+                print(f"node/{n} already {'cordoned' if want else 'uncordoned'}")
+            else:
+                api("PATCH", f"/api/v1/nodes/{n}", {"spec": {"unschedulable": want}})
+                print(f"node/{n} {'cordoned' if want else 'uncordoned'}")
+            if verb == "drain":
+                print(f"node/{n} drained")
+        return 0
+    if verb == "delete":
+        if not args or args[0].split("/")[0] not in kinds:
+            raise Fatal(f"error: the {SIM_NAME} only serves nodes")
+        for n in node_names(args):
+            api("DELETE", f"/api/v1/nodes/{n}")
+            print(f'node "{n}" deleted')
+        return 0
+    if verb == "wait":
+        cond = opts.get("--for", "")
+        if cond.lower() not in ("condition=ready", "condition=ready=true"):
+            raise Fatal(f"error: the {SIM_NAME} only waits for condition=Ready, not {cond!r}")
+        timeout = _duration(opts.get("--timeout", "30s"))
+        names = node_names(args)
+        deadline = time.time() + timeout
+        while True:
+            items = ([api("GET", f"/api/v1/nodes/{n}") for n in names] if names
+                     else api("GET", "/api/v1/nodes")["items"])
+            pending = [n["metadata"]["name"] for n in items if node_status(n).split(",")[0] != "Ready"]
+            if not pending:
+                for n in items:
+                    print(f"node/{n['metadata']['name']} condition met")
+                return 0
+            if time.time() >= deadline:
+                for name in pending:
+                    sys.stderr.write(f"error: timed out waiting for the condition on nodes/{name}\n")
+                return 1
+            time.sleep(1)
+    raise Fatal(f'error: unknown command "{verb}" for "kubectl" ({SIM_NAME})')
+
+
+def _duration(text: str) -> float:
+    m = re.fullmatch(r"(\d+)(ms|s|m|h)?", text)
+    if not m:
+        raise Fatal(f"error: invalid duration {text!r}")
+    n = int(m.group(1))
+    return {"ms": n / 1000, "s": n, None: n, "m": n * 60, "h": n * 3600}[m.group(2)]
+
+
+def jsonpath(doc: Any, expr: str) -> str:
+    """The small jsonpath subset scripts use: {.a.b}, {.items[*].a.b}, {.items[0].a}."""
+    expr = expr.strip()
+    if expr.startswith("{") and expr.endswith("}"):
+        expr = expr[1:-1]
+    values = [doc]
+    for part in re.findall(r"\.([^.\[\]]+)|\[(\*|\d+)\]", expr):
+        key, idx = part
+        nxt = []
+        for v in values:
+            if key:
+                if isinstance(v, dict) and key in v:
+                    nxt.append(v[key])
+            elif idx == "*":
+                nxt.extend(v if isinstance(v, list) else [])
+            elif isinstance(v, list) and int(idx) < len(v):
+                nxt.append(v[int(idx)])
+        values = nxt
+    return " ".join(json.dumps(v) if isinstance(v, (dict, list)) else _flag_str(v) for v in values)
+
+
+# --------------------------------------------------------------------------
+# etcd-snapshot.
+
+def split_flags(command: str, argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separate flags (with their values) from positional arguments."""
+    table = FLAGS[command]
+    flags: list[str] = []
+    positional: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("-") and arg != "-":
+            flags.append(arg)
+            name = arg.lstrip("-").partition("=")[0]
+            if "=" not in arg and table.get(name) in ("str", "list") and i + 1 < len(argv):
+                i += 1
+                flags.append(argv[i])
+        else:
+            positional.append(arg)
+        i += 1
+    return flags, positional
+
+
+def etcd_snapshot(argv: list[str]) -> int:
+    flags, positional = split_flags("etcd-snapshot", argv)
+    sub = positional.pop(0) if positional else "save"
+    cfg = resolve_config("etcd-snapshot", flags)
+    data_dir = Path(cfg.get("data-dir") or p("/var/lib/rancher/k3s"))
+    server_dir = data_dir / "server"
+    snap_dir = Path(cfg.get("dir") or cfg.get("etcd-snapshot-dir") or server_dir / "db" / "snapshots")
+    if not (server_dir / "db" / "etcd").exists():
+        raise Fatal(f"etcd database not found in {server_dir}")
+    if sub == "save":
+        tls = server_dir / "tls"
+        endpoint_file = server_dir / "db" / "sim-endpoint"
+        endpoint = endpoint_file.read_text().strip() if endpoint_file.exists() else "https://127.0.0.1:6443"
+        try:
+            state = json.loads(https_request(
+                f"{endpoint}/pik3s-sim/snapshot", "GET",
+                cadata=(tls / "server-ca.crt").read_text(),
+                client_cert=((tls / "client-admin.crt").read_bytes(), (tls / "client-admin.key").read_bytes())))
+        except (OSError, ssl.SSLError, HttpError) as exc:
+            raise Fatal(f"failed to save snapshot: the local etcd did not answer: {exc}") from exc
+        node = node_name_from(cfg)
+        name = f"{cfg.get('name') or cfg.get('etcd-snapshot-name') or 'on-demand'}-{node}-{int(time.time())}"
+        snap = {"kind": "pik3s-sim-etcd-snapshot", "simulator": SIM_NAME, "version": version(),
+                "node": node, "created": time.time(), "state": state}
+        snap_dir.mkdir(parents=True, exist_ok=True)
+        write_private(snap_dir / name, json.dumps(snap))
+        log("info", f"Snapshot {name} saved.")
+        retention = cfg.get("snapshot-retention") or cfg.get("etcd-snapshot-retention")
+        if retention:
+            _prune(snap_dir, int(retention))
+        return 0
+    if sub in ("ls", "list"):
+        rows = [("Name", "Location", "Size", "Created")]
+        for f in sorted(snap_dir.glob("*")) if snap_dir.is_dir() else []:
+            if f.is_file():
+                created = _dt.datetime.fromtimestamp(f.stat().st_mtime, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                rows.append((f.name, f"file://{f}", str(f.stat().st_size), created))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        for r in rows:
+            print(" ".join(v.ljust(widths[c]) for c, v in enumerate(r)).rstrip())
+        return 0
+    if sub == "delete":
+        if not positional:
+            raise Fatal("no snapshots given for removal")
+        for name in positional:
+            target = snap_dir / name
+            if not target.is_file():
+                raise Fatal(f"snapshot {name} not found in {snap_dir}")
+            target.unlink()
+            log("info", f"Snapshot {name} deleted.")
+        return 0
+    if sub == "prune":
+        _prune(snap_dir, int(cfg.get("snapshot-retention") or cfg.get("etcd-snapshot-retention") or 5))
+        return 0
+    raise Fatal(f"unknown etcd-snapshot command {sub!r}")
+
+
+def _prune(snap_dir: Path, keep: int) -> None:
+    snaps = sorted((f for f in snap_dir.glob("*") if f.is_file()), key=lambda f: f.stat().st_mtime)
+    for f in snaps[:-keep] if keep > 0 else snaps:
+        f.unlink()
+        log("info", f"Removing local snapshot {f}")
+
+
+# --------------------------------------------------------------------------
+# check-config.
+
+def check_config() -> int:
+    ok, why = memory_cgroup_state()
+    print(f"Verifying binaries in {p('/var/lib/rancher/k3s/data')}:\n"
+          f"- {SIM_NAME}: no bundled binaries to verify\n\n"
+          "System:\n"
+          f"- cgroup hierarchy: {why}\n"
+          f"- memory cgroup: {'enabled' if ok else 'missing'}\n")
+    print("STATUS: pass" if ok else "STATUS: 1 (fail)")
+    return 0 if ok else 1
+
+
+# --------------------------------------------------------------------------
+
+def _run_daemon(obj: Server | Agent) -> int:
+    def on_signal(signum: int, _frame: Any) -> None:
+        log("info", f"Received {signal.Signals(signum).name}, shutting down")
+        obj.stop.set()
+        if isinstance(obj, Server):
+            obj.shutdown()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    obj.start()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    check_cpu()
+    prog = os.path.basename(argv[0])
+    args = argv[1:]
+    try:
+        if prog == "kubectl":
+            return kubectl(args)
+        if prog in ("crictl", "ctr"):
+            raise Fatal(f"{prog} is not simulated: the {SIM_NAME} runs no containers")
+        if not args or args[0] in ("-h", "--help", "help"):
+            print(f"k3s ({SIM_NAME}, test equipment, not K3s)\n"
+                  "commands: server, agent, kubectl, etcd-snapshot, check-config, --version")
+            return 0
+        cmd, rest = args[0], args[1:]
+        if cmd in ("--version", "-v", "version"):
+            print(f"k3s version {version()} ({SIM_NAME})\n{GO_VERSION} ({SIM_NAME}, test equipment, not K3s)")
+            return 0
+        if cmd == "server":
+            cfg = resolve_config("server", rest)
+            return _run_daemon(Server(cfg))
+        if cmd == "agent":
+            cfg = resolve_config("agent", rest)
+            return _run_daemon(Agent(cfg))
+        if cmd == "kubectl":
+            return kubectl(rest)
+        if cmd in ("crictl", "ctr"):
+            raise Fatal(f"{cmd} is not simulated: the {SIM_NAME} runs no containers")
+        if cmd == "etcd-snapshot":
+            return etcd_snapshot(rest)
+        if cmd == "check-config":
+            return check_config()
+        raise UsageError(f"No help topic for '{cmd}'")
+    except UsageError as exc:
+        sys.stderr.write(f"Incorrect Usage: {exc}\n")
+        log("fatal", str(exc))
+        return 1
+    except Fatal as exc:
+        log("fatal", str(exc))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
