@@ -1,0 +1,5 @@
+import sys
+
+from pik3s.cli import main
+
+sys.exit(main())

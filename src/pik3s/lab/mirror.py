@@ -1,0 +1,76 @@
+"""Publish a local K3s release tree: the simulator under K3s's asset names,
+with real sha256 checksum files and airgap image tarballs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+from pik3s.lab import releases
+
+SIMULATOR = Path(__file__).with_name("k3s_simulator.py")
+SERVER = Path(__file__).with_name("mirror_server.py")
+
+
+def simulator_asset(version: str, arch: str) -> bytes:
+    """The simulator as published for one version and arch."""
+    src = SIMULATOR.read_text()
+    for marker, value in (("@PIK3S_SIM_VERSION@", version), ("@PIK3S_SIM_ARCH@", arch)):
+        if src.count(f'"{marker}"') != 1:
+            raise RuntimeError(f"simulator source lost its {marker} marker")
+        src = src.replace(f'"{marker}"', json.dumps(value), 1)
+    return src.encode()
+
+
+def airgap_tar(version: str, image_arch: str) -> bytes:
+    """A deterministic image tarball: a manifest naming the images and arch."""
+    manifest = json.dumps({
+        "simulator": "pik3s K3s simulator (no real images)", "version": version,
+        "arch": image_arch, "images": [f"{i}:{version}" for i in releases.AIRGAP_IMAGES],
+    }, indent=1).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        info = tarfile.TarInfo("manifest.json")
+        info.size, info.mtime, info.mode = len(manifest), 0, 0o644
+        tf.addfile(info, io.BytesIO(manifest))
+    return buf.getvalue()
+
+
+def _gzip(data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
+        gz.write(data)
+    return buf.getvalue()
+
+
+def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def build_tree(root: Path) -> dict[str, dict[str, str]]:
+    """Write the release tree under ``root``; return {version: {asset: sha256}}."""
+    sums: dict[str, dict[str, str]] = {}
+    for version in releases.VERSIONS:
+        vdir = root / releases.RELEASE_PATH.lstrip("/") / version
+        sums[version] = {}
+        for arch, (binary, sumfile, image_arch) in releases.ASSETS.items():
+            files = {binary: simulator_asset(version, arch)}
+            tar = airgap_tar(version, image_arch)
+            files[f"k3s-airgap-images-{image_arch}.tar"] = tar
+            files[f"k3s-airgap-images-{image_arch}.tar.gz"] = _gzip(tar)
+            lines = []
+            for name, data in files.items():
+                _write(vdir / name, data, 0o755 if name == binary else 0o644)
+                digest = hashlib.sha256(data).hexdigest()
+                sums[version][name] = digest
+                lines.append(f"{digest}  {name}\n")
+            _write(vdir / sumfile, "".join(lines).encode())
+    _write(root / "channels.json", json.dumps(releases.CHANNELS, indent=1).encode())
+    return sums

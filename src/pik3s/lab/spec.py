@@ -1,0 +1,111 @@
+"""Lab specs: which Pi-shaped hosts a lab has.
+
+A spec is YAML::
+
+    name: seed                 # lab name: Docker resources are named pik3s-<name>-*
+    hosts:
+      - name: pi4-1            # hostname and inventory name
+        arch: arm64            # amd64 | arm64 | armhf (arm ones run under qemu)
+        model: rpi4            # rpi4 | rpi3 | generic (plain Debian, no Pi files)
+        memory: 2g             # container memory limit (Docker syntax)
+        groups: [server]       # optional inventory groups (server, agent)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pik3s.errors import Pik3sError
+from pik3s.lab.image import ARCHES
+
+MODELS = ("rpi4", "rpi3", "generic")
+GROUPS = ("server", "agent")
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+MEMORY_RE = re.compile(r"^[0-9]+[kmg]$")
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    arch: str
+    model: str
+    memory: str
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    name: str
+    hosts: tuple[HostSpec, ...] = field(default_factory=tuple)
+
+    @property
+    def arches(self) -> list[str]:
+        return sorted({h.arch for h in self.hosts})
+
+
+def default_spec_path() -> Path:
+    return Path(str(resources.files("pik3s.lab") / "data" / "seed-lab.yml"))
+
+
+def _fail(where: str, msg: str) -> Pik3sError:
+    return Pik3sError(f"lab spec {where}: {msg}")
+
+
+def parse_spec(data: Any, where: str = "") -> LabSpec:
+    if not isinstance(data, dict):
+        raise _fail(where, "the top level must be a mapping with 'name' and 'hosts'")
+    unknown = set(data) - {"name", "hosts"}
+    if unknown:
+        raise _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
+    name = data.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise _fail(where, f"name {name!r} must be lowercase letters, digits and '-' (max 32)")
+    hosts_data = data.get("hosts")
+    if not isinstance(hosts_data, list) or not hosts_data:
+        raise _fail(where, "'hosts' must be a non-empty list")
+    hosts: list[HostSpec] = []
+    for i, h in enumerate(hosts_data):
+        at = f"hosts[{i}]"
+        if not isinstance(h, dict):
+            raise _fail(where, f"{at} must be a mapping")
+        unknown = set(h) - {"name", "arch", "model", "memory", "groups"}
+        if unknown:
+            raise _fail(where, f"{at}: unknown key(s) {', '.join(sorted(unknown))}")
+        hname = h.get("name")
+        if not isinstance(hname, str) or not NAME_RE.match(hname):
+            raise _fail(where, f"{at}: name {hname!r} must be a lowercase hostname (letters, digits, '-')")
+        arch = h.get("arch", "amd64")
+        if arch not in ARCHES:
+            raise _fail(where, f"host {hname}: arch {arch!r} is not one of {', '.join(ARCHES)}")
+        model = h.get("model", "generic")
+        if model not in MODELS:
+            raise _fail(where, f"host {hname}: model {model!r} is not one of {', '.join(MODELS)}")
+        memory = str(h.get("memory", "1g")).lower()
+        if not MEMORY_RE.match(memory):
+            raise _fail(where, f"host {hname}: memory {memory!r} must look like 512m or 2g")
+        groups = h.get("groups", [])
+        if not isinstance(groups, list) or any(g not in GROUPS for g in groups):
+            raise _fail(where, f"host {hname}: groups must be a list of {', '.join(GROUPS)}")
+        hosts.append(HostSpec(hname, arch, model, memory, tuple(groups)))
+    names = [h.name for h in hosts]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise _fail(where, f"duplicate host name(s) {', '.join(dupes)}")
+    return LabSpec(name, tuple(hosts))
+
+
+def load_spec(path: Path | None = None) -> LabSpec:
+    path = path or default_spec_path()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise Pik3sError(f"cannot read lab spec {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise Pik3sError(f"lab spec {path} is not valid YAML: {exc}") from exc
+    return parse_spec(data, str(path))

@@ -1,0 +1,104 @@
+"""The lab release mirror: GitHub-shaped tree, real checksums, update.k3s.io-style channels."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pik3s.lab import mirror, mirror_server, releases
+
+DOWNLOAD = releases.RELEASE_PATH.lstrip("/")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mirror")
+    mirror.build_tree(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def served(tree: Path) -> Iterator[tuple[str, int]]:
+    server = mirror_server.make_server(tree, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "127.0.0.1", int(server.server_address[1])
+    server.shutdown()
+
+
+def _get(addr: tuple[str, int], path: str) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection(*addr, timeout=5)
+    conn.request("GET", path)
+    return conn.getresponse()
+
+
+def test_two_versions_one_minor_apart() -> None:
+    minors = sorted({int(v.split(".")[1]) for v in releases.VERSIONS})
+    assert len(releases.VERSIONS) >= 2
+    assert any(b - a == 1 for a, b in zip(minors, minors[1:]))
+
+
+@pytest.mark.parametrize("version", releases.VERSIONS)
+def test_tree_has_every_asset_and_checksums_are_real(tree: Path, version: str) -> None:
+    vdir = tree / DOWNLOAD / version
+    names = {p.name for p in vdir.iterdir()}
+    assert names == {
+        "k3s", "k3s-arm64", "k3s-armhf", "sha256sum-amd64.txt", "sha256sum-arm64.txt", "sha256sum-arm.txt",
+        "k3s-airgap-images-amd64.tar", "k3s-airgap-images-amd64.tar.gz",
+        "k3s-airgap-images-arm64.tar", "k3s-airgap-images-arm64.tar.gz",
+        "k3s-airgap-images-arm.tar", "k3s-airgap-images-arm.tar.gz",
+    }
+    for _arch, (binary, sumfile, image_arch) in releases.ASSETS.items():
+        lines = (vdir / sumfile).read_text().splitlines()
+        listed = dict(reversed(line.split("  ")) for line in lines)
+        assert set(listed) == {binary, f"k3s-airgap-images-{image_arch}.tar", f"k3s-airgap-images-{image_arch}.tar.gz"}
+        for name, digest in listed.items():
+            assert hashlib.sha256((vdir / name).read_bytes()).hexdigest() == digest
+
+
+def test_assets_differ_per_arch_and_version(tree: Path) -> None:
+    digests = {hashlib.sha256((tree / DOWNLOAD / v / releases.ASSETS[a][0]).read_bytes()).hexdigest()
+               for v in releases.VERSIONS for a in releases.ASSETS}
+    assert len(digests) == len(releases.VERSIONS) * len(releases.ASSETS)
+
+
+def test_build_is_deterministic(tmp_path: Path, tree: Path) -> None:
+    assert mirror.build_tree(tmp_path) == mirror.build_tree(tree)
+
+
+def test_download_with_encoded_plus(served: tuple[str, int], tree: Path) -> None:
+    version = releases.VERSIONS[-1]
+    resp = _get(served, f"{releases.RELEASE_PATH}/{urllib.parse.quote(version)}/k3s-arm64")
+    assert resp.status == 200
+    assert resp.read() == (tree / DOWNLOAD / version / "k3s-arm64").read_bytes()
+
+
+@pytest.mark.parametrize(("channel", "version"), sorted(releases.CHANNELS.items()))
+def test_channels_redirect_to_release_tag(served: tuple[str, int], channel: str, version: str) -> None:
+    resp = _get(served, f"{releases.CHANNEL_PATH}/{channel}")
+    assert resp.status == 302
+    location = resp.getheader("Location") or ""
+    assert location.endswith(f"{releases.TAG_PATH}/{version}")  # '+' literal, as GitHub's tag URLs
+    assert location.rsplit("/", 1)[1] == version
+    assert _get(served, urllib.parse.urlsplit(location).path).status == 200
+
+
+def test_unknown_channel_version_and_listing_are_404(served: tuple[str, int]) -> None:
+    assert _get(served, f"{releases.CHANNEL_PATH}/v1.99").status == 404
+    assert _get(served, f"{releases.RELEASE_PATH}/v9.9.9%2Bk3s1/k3s").status == 404
+    assert _get(served, f"{releases.RELEASE_PATH}/").status == 404
+    assert _get(served, "/channels.json").status == 404
+
+
+def test_simulator_keeps_its_publish_markers() -> None:
+    src = mirror.SIMULATOR.read_text()
+    assert src.count('"@PIK3S_SIM_VERSION@"') == 1 and src.count('"@PIK3S_SIM_ARCH@"') == 1
+    published = mirror.simulator_asset("v1.30.8+k3s1", "armhf").decode()
+    assert 'PUBLISHED_VERSION = "v1.30.8+k3s1"' in published
+    assert 'PUBLISHED_ARCH = "armhf"' in published

@@ -1,0 +1,57 @@
+"""Lab specs: the default seed lab and the errors a bad spec gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pik3s.errors import Pik3sError
+from pik3s.lab import spec
+
+
+def test_default_spec_is_the_seed_lab() -> None:
+    lab = spec.load_spec()
+    assert lab.name == "seed"
+    models = [(h.model, h.arch) for h in lab.hosts]
+    assert models.count(("rpi4", "arm64")) == 3
+    assert models.count(("rpi3", "armhf")) == 2
+    assert [h.name for h in lab.hosts if "server" in h.groups] == ["pi4-1"]
+    assert all("agent" in h.groups for h in lab.hosts if h.name != "pi4-1")
+
+
+GOOD = {"name": "t", "hosts": [{"name": "a", "arch": "amd64", "model": "rpi4", "memory": "512m"}]}
+
+
+def _with(**host: Any) -> dict[str, Any]:
+    return {"name": "t", "hosts": [{**GOOD["hosts"][0], **host}]}
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ([], "the top level must be a mapping"),
+    ({"name": "Bad_Name", "hosts": GOOD["hosts"]}, "name 'Bad_Name' must be lowercase"),
+    ({"name": "t", "hosts": []}, "'hosts' must be a non-empty list"),
+    ({"name": "t", "hosts": GOOD["hosts"], "extra": 1}, "unknown key(s) extra"),
+    (_with(arch="armv6l"), "host a: arch 'armv6l' is not one of amd64, arm64, armhf"),
+    (_with(model="rpi5"), "host a: model 'rpi5' is not one of rpi4, rpi3, generic"),
+    (_with(memory="lots"), "host a: memory 'lots' must look like 512m or 2g"),
+    (_with(groups=["master"]), "host a: groups must be a list of server, agent"),
+    (_with(name="UPPER"), "name 'UPPER' must be a lowercase hostname"),
+    (_with(cpu=4), "hosts[0]: unknown key(s) cpu"),
+    ({"name": "t", "hosts": [GOOD["hosts"][0], GOOD["hosts"][0]]}, "duplicate host name(s) a"),
+])
+def test_bad_specs_are_rejected_with_the_reason(data: Any, message: str) -> None:
+    with pytest.raises(Pik3sError) as err:
+        spec.parse_spec(data, "x.yml")
+    assert message in str(err.value)
+    assert str(err.value).startswith("lab spec x.yml: ")
+
+
+def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(Pik3sError, match="cannot read lab spec"):
+        spec.load_spec(tmp_path / "missing.yml")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(Pik3sError, match="is not valid YAML"):
+        spec.load_spec(bad)
