@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,8 +31,11 @@ def _lab_name(args: argparse.Namespace) -> str:
 
 def cmd_lab_image(args: argparse.Namespace) -> int:
     arches = image.ARCHES if args.arch == "all" else (args.arch,)
-    for arch in arches:
-        result = image.ensure_image(arch, force=args.force)
+    # Builds are mostly single-threaded (dpkg under emulation): two at once
+    # use both cores of a small machine.
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(lambda a: image.ensure_image(a, force=args.force), arches))
+    for arch, result in zip(arches, results, strict=True):
         how = f"built in {result.seconds:.0f}s" if result.built else "cached (recipe unchanged)"
         print(f"{arch}\t{result.tag}\t{how}")
     return 0
@@ -92,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = lab_sub.add_parser("image", help="build the lab host image(s), unless the recipe's image exists")
     p.add_argument("--arch", choices=(*image.ARCHES, "all"), default="amd64")
     p.add_argument("--force", action="store_true", help="rebuild even when the image exists")
+    p.add_argument("--jobs", "-j", type=int, default=2, help="images built at once (default 2)")
     p.set_defaults(func=cmd_lab_image)
 
     def add_where(p: argparse.ArgumentParser, name: bool) -> None:

@@ -44,7 +44,8 @@ def sh(lab: lablib.LabRecord, hosts: str, cmd: str, become: bool = True) -> dict
     res = run_ansible("ansible", *args, *(["-b"] if become else []))
     out: dict[str, tuple[int, str]] = {}
     for line in res.stdout.splitlines():
-        m = re.match(r"^(\S+) \| (?:CHANGED|FAILED|SUCCESS) \| rc=(\d+) \| \(stdout\) ?(.*?)(?: \(stderr\) ?(.*))?$", line)
+        m = re.match(r"^(\S+) \| (?:CHANGED|FAILED|SUCCESS) \| rc=(\d+) \| "
+                     r"\(stdout\) ?(.*?)(?: \(stderr\) ?(.*))?$", line)
         if m:
             text = (m.group(3) or "") + ("\n" + m.group(4) if m.group(4) else "")
             out[m.group(1)] = (int(m.group(2)), text.replace("\\n", "\n").strip())

@@ -11,6 +11,7 @@ containers and chroots that do not contain qemu.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from pik3s.errors import Pik3sError
@@ -45,10 +46,18 @@ def current_flags(name: str) -> str | None:
     return ""
 
 
+_LOCK = threading.Lock()
+
+
 def ensure(arch: str) -> None:
     """Make sure binaries of ``arch`` run here, with credentials (C) honoured."""
     if arch not in ENTRIES:
         return
+    with _LOCK:  # image builds run in parallel threads
+        _ensure(arch)
+
+
+def _ensure(arch: str) -> None:
     name, magic, interpreter = ENTRIES[arch]
     if not Path(interpreter).exists():
         raise Pik3sError(

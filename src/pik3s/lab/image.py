@@ -8,6 +8,7 @@ recipe changes and reused otherwise.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import time
@@ -99,7 +100,9 @@ def ensure_image(arch: str, workdir: Path | None = None, force: bool = False) ->
     if not force and docker.exists("image", tag):
         return BuildResult(tag, built=False, seconds=0.0)
     binfmt.ensure(arch)
-    workdir = workdir or Path("/var/tmp/pik3s-lab-build")
+    # debootstrap needs a real disk (device nodes, no noexec): not a tmpfs /tmp.
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    workdir = workdir or cache / "pik3s" / "lab-build"
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     proc = subprocess.run(

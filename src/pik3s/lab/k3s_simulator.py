@@ -78,7 +78,7 @@ def p(path: str) -> Path:
 # Logging, in K3s's logrus format, every line naming the simulator.
 
 def log(level: str, msg: str) -> None:
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     msg = msg.replace('"', '\\"')
     sys.stderr.write(f'time="{now}" level={level} msg="[{SIM_NAME}] {msg}"\n')
     sys.stderr.flush()
@@ -540,7 +540,7 @@ def encrypt_bootstrap(password: str, data: dict[str, Any]) -> dict[str, str]:
     nonce = secrets.token_bytes(16)
     key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 20000)
     plain = json.dumps(data).encode()
-    cipher = bytes(a ^ b for a, b in zip(plain, _keystream(key, nonce, len(plain))))
+    cipher = bytes(a ^ b for a, b in zip(plain, _keystream(key, nonce, len(plain)), strict=True))
     mac = hmac.new(key, nonce + cipher, "sha256").hexdigest()
     return {"salt": salt.hex(), "nonce": nonce.hex(),
             "data": base64.b64encode(cipher).decode(), "mac": mac}
@@ -554,8 +554,9 @@ def decrypt_bootstrap(password: str, blob: dict[str, str]) -> dict[str, Any]:
     if not hmac.compare_digest(mac, blob["mac"]):
         raise Fatal("failed to decrypt bootstrap data: cipher: message authentication failed "
                     "(was this snapshot taken with a different token?)")
-    plain = bytes(a ^ b for a, b in zip(cipher, _keystream(key, nonce, len(cipher))))
-    return json.loads(plain)
+    plain = bytes(a ^ b for a, b in zip(cipher, _keystream(key, nonce, len(cipher)), strict=True))
+    data: dict[str, Any] = json.loads(plain)
+    return data
 
 
 # --------------------------------------------------------------------------
@@ -674,7 +675,7 @@ def primary_ip(towards: str | None = None) -> str:
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.connect((target, 9))
-            return s.getsockname()[0]
+            return str(s.getsockname()[0])
     except OSError:
         return "127.0.0.1"
 
@@ -755,6 +756,10 @@ def https_request(url: str, method: str = "GET", body: Any = None, *,
 # --------------------------------------------------------------------------
 # Nodes as Kubernetes shows them.
 
+def iso(t: float) -> str:
+    return _dt.datetime.fromtimestamp(t, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def node_object(rec: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     now = now or time.time()
     ready = now - rec["last_seen"] <= NODE_GRACE_SECONDS and rec.get("running", True)
@@ -763,7 +768,6 @@ def node_object(rec: dict[str, Any], now: float | None = None) -> dict[str, Any]
         taints.append({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
     if not ready:
         taints.append({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"})
-    iso = lambda t: _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     addresses = [{"type": "InternalIP", "address": rec["ip"]}]
     addresses += [{"type": "ExternalIP", "address": a} for a in rec.get("external_ips", [])]
     addresses.append({"type": "Hostname", "address": rec["name"]})
@@ -810,7 +814,7 @@ def node_status(obj: dict[str, Any]) -> str:
 
 
 def _age(created: str) -> str:
-    t = _dt.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.timezone.utc)
+    t = _dt.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=_dt.UTC)
     secs = int(time.time() - t.timestamp())
     if secs < 120:
         return f"{secs}s"
@@ -887,7 +891,7 @@ class ServerState:
                 info = json.loads(self.server.peer_call(url, "GET", "/v1-k3s/sim/peer/ping", timeout=1.5))
                 if info.get("generation") == self.data.get("generation"):
                     alive.append(name)
-            except Exception:  # noqa: BLE001 - any failure means the peer is away
+            except Exception:
                 pass
         self._alive_cache = (now, sorted(alive))
         return self._alive_cache[1]
@@ -940,7 +944,7 @@ class ServerState:
                 try:
                     self.server.peer_call(url, "POST", "/v1-k3s/sim/peer/replicate", new, timeout=2)
                     acks += 1
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
             # A quorum of the current members must acknowledge (a member being
             # added is not serving yet; it receives the state in its join reply).
@@ -1065,7 +1069,7 @@ class Server:
         self.password = password
         self.state.data = {
             "generation": secrets.token_hex(4), "revision": 1, "created": time.time(),
-            "members": {self.node_name: self.url} if self.etcd else {self.node_name: self.url},
+            "members": {self.node_name: self.url},
             "etcd": self.etcd, "critical": self.critical(), "nodes": {}, "node_passwords": {},
             "token_salt": salt, "token_check": password_check(password, salt),
             "agent_token_check": password_check(agent_pw, salt) if agent_pw else None,
@@ -1099,7 +1103,8 @@ class Server:
         for name, url in others.items():
             try:
                 info = json.loads(self.peer_call(url, "GET", "/v1-k3s/sim/peer/ping", timeout=1.5))
-            except Exception:  # noqa: BLE001
+            except (OSError, ssl.SSLError, HttpError, ValueError) as exc:
+                log("info", f"etcd peer {name} ({url}) did not answer: {exc}")
                 continue
             if info.get("generation") != self.state.data.get("generation"):
                 raise Fatal(
@@ -1113,7 +1118,8 @@ class Server:
                 continue
             try:
                 remote = json.loads(self.peer_call(url, "GET", "/v1-k3s/sim/peer/state", timeout=2))
-            except Exception:  # noqa: BLE001
+            except (OSError, ssl.SSLError, HttpError, ValueError) as exc:
+                log("info", f"etcd peer {name} ({url}) did not answer: {exc}")
                 continue
             self.state.accept(remote)
 
@@ -1174,7 +1180,7 @@ class Server:
     def _local_address(self) -> str:
         """Where local clients reach this server: the bind address, else loopback."""
         bind = self.cfg.get("bind-address")
-        return bind if bind and bind not in ("0.0.0.0", "::") else "127.0.0.1"
+        return bind if bind and bind not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104 - comparing, not binding
 
     def _sans(self) -> list[str]:
         sans = [self._local_address(), "127.0.0.1", "::1", "localhost", "kubernetes", "kubernetes.default",
@@ -1233,7 +1239,7 @@ class Server:
         ctx.load_cert_chain(str(self.tls / "serving-kube-apiserver.crt"), str(self.tls / "serving-kube-apiserver.key"))
         ctx.load_verify_locations(cafile=str(self.tls / "client-ca.crt"))
         ctx.verify_mode = ssl.CERT_OPTIONAL
-        bind = self.cfg.get("bind-address") or "0.0.0.0"
+        bind = self.cfg.get("bind-address") or "0.0.0.0"  # noqa: S104 - K3s listens on all addresses by default
         handler = type("Handler", (ApiHandler,), {"server_obj": self})
         try:
             self.httpd = http.server.ThreadingHTTPServer((bind, self.port), handler)
@@ -1246,7 +1252,7 @@ class Server:
 
     def node_record(self, payload: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
         now = time.time()
-        rec = dict(existing) if existing else {"created": now}
+        rec: dict[str, Any] = dict(existing) if existing else {"created": now}
         labels = dict(existing["labels"]) if existing else {}
         if not existing:  # node-label and node-taint only apply at first registration
             for spec in payload.get("node_labels", []):
@@ -1332,7 +1338,7 @@ class Server:
                 log("info", "This node was deleted from the cluster: registering it again")
                 try:
                     self.register(self.own_payload(), pw)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     log("error", f"re-registration failed: {exc}")
             except ServiceUnavailable as exc:
                 log("warning", f"Node heartbeat failed: {exc}")
@@ -1372,8 +1378,8 @@ class Server:
             if not self.db_file.exists():
                 raise Fatal(f"etcd database not found in {self.server_dir}")
             state = json.loads(self.db_file.read_text())
-            stored = (self.server_dir / "token").read_text().strip()
-            password = parse_token(token or stored)[2]
+            stored_token = (self.server_dir / "token").read_text().strip()
+            password = parse_token(token or stored_token)[2]
             bootstrap = decrypt_bootstrap(password, state["bootstrap"])
         self.etcd = True
         self.password = password
@@ -1521,7 +1527,11 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         cert = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
         if not cert:
             return False
-        subject = {k: v for rdn in cert.get("subject", ()) for k, v in rdn}
+        subject: dict[str, str] = {}
+        rdns: Any = cert.get("subject", ())
+        for rdn in rdns:
+            for key, value in rdn:
+                subject[str(key)] = str(value)
         return subject.get("organizationName") == "system:masters"
 
     def do_GET(self) -> None:
@@ -1728,7 +1738,7 @@ class Agent:
                     log("info", "This node was deleted from the cluster: registering it again")
                     try:
                         self.call("/v1-k3s/sim/nodes/register", {"node": payload, "password": pw})
-                    except Exception as exc2:  # noqa: BLE001
+                    except Exception as exc2:
                         log("error", f"re-registration failed: {exc2}")
                 else:
                     log("warning", f"Node heartbeat failed: {exc}")
@@ -1739,7 +1749,7 @@ class Agent:
     def _refresh_servers(self) -> None:
         try:
             urls = json.loads(self.call("/v1-k3s/sim/apiservers", None, "GET"))
-        except Exception:  # noqa: BLE001
+        except Exception:
             return
         first = self.servers[0]
         self.servers = [first] + [u for u in urls if u != first]
@@ -1823,7 +1833,8 @@ def kubectl(argv: list[str]) -> int:
                 msg = exc.body
             raise Fatal(f"Error from server: {msg}") from exc
         except ssl.SSLCertVerificationError as exc:
-            raise Fatal(f"Unable to connect to the server: tls: failed to verify certificate: {exc.verify_message}") from exc
+            raise Fatal("Unable to connect to the server: tls: failed to verify certificate: "
+                        f"{exc.verify_message}") from exc
         except OSError as exc:
             raise Fatal(f"Unable to connect to the server: {exc}") from exc
 
@@ -2014,7 +2025,7 @@ def etcd_snapshot(argv: list[str]) -> int:
         rows = [("Name", "Location", "Size", "Created")]
         for f in sorted(snap_dir.glob("*")) if snap_dir.is_dir() else []:
             if f.is_file():
-                created = _dt.datetime.fromtimestamp(f.stat().st_mtime, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                created = _dt.datetime.fromtimestamp(f.stat().st_mtime, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 rows.append((f.name, f"file://{f}", str(f.stat().st_size), created))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         for r in rows:

@@ -117,7 +117,7 @@ def _host_run_args(lab: LabRecord, spec: HostSpec, rec: HostRecord, tag: str, pu
         "--security-opt", f"seccomp={SECCOMP}", "--security-opt", "apparmor=unconfined",
         "--device-cgroup-rule", "a *:* rwm", "--cgroupns=host",
         "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-        "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:exec",
+        "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:exec",  # noqa: S108 - the host's own /tmp
         "--stop-signal", "SIGRTMIN+3", "--restart", "unless-stopped",
         "--memory", spec.memory, "-v", f"{rec.volume}:/var/lib/rancher",
         "-e", f"PIK3S_LAB_MODEL={spec.model}", "-e", f"PIK3S_LAB_AUTHORIZED_KEY={pubkey}",
@@ -200,7 +200,7 @@ def write_inventory(lab: LabRecord) -> None:
 
 # Lab networks are /24s taken from this range, the first one that no Docker
 # network and no route of the lab machine already uses.
-SUBNET_POOL = ipaddress.ip_network("172.29.0.0/16")
+SUBNET_POOL = ipaddress.IPv4Network("172.29.0.0/16")
 
 
 def _used_networks() -> list[ipaddress.IPv4Network]:
@@ -209,13 +209,13 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
         info = docker.inspect("network", net_id) or {}
         for cfg in (info.get("IPAM") or {}).get("Config") or []:
             if cfg.get("Subnet") and ":" not in cfg["Subnet"]:
-                used.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
+                used.append(ipaddress.IPv4Network(cfg["Subnet"], strict=False))
     routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True, check=False)
     for line in routes.stdout.splitlines():
         dest = line.split()[0] if line.strip() else ""
         if dest and dest != "default":
             try:
-                used.append(ipaddress.ip_network(dest, strict=False))
+                used.append(ipaddress.IPv4Network(dest, strict=False))
             except ValueError:
                 pass
     return used
@@ -252,7 +252,7 @@ def up(spec: LabSpec, state_dir: Path | None = None, progress: Progress = _quiet
             binfmt.ensure(arch)
         progress(f"image {arch}: checking")
         result = image.ensure_image(arch)
-        progress(f"image {arch}: {result.tag} ({'built in %.0fs' % result.seconds if result.built else 'cached'})")
+        progress(f"image {arch}: {result.tag} ({f'built in {result.seconds:.0f}s' if result.built else 'cached'})")
         tags[arch] = result.tag
 
     state.mkdir(parents=True, exist_ok=True)
@@ -300,10 +300,10 @@ def _create(lab: LabRecord, spec: LabSpec, mirror_tag: str, tags: dict[str, str]
                 "--restart", "unless-stopped", "--memory", "128m",
                 "-v", f"{tree}:/srv/mirror:ro", "-v", f"{mirror.SERVER}:/srv/mirror_server.py:ro",
                 mirror_tag, "python3", "/srv/mirror_server.py", "--root", "/srv/mirror",
-                "--bind", "0.0.0.0", "--port", str(MIRROR_PORT)])
+                "--bind", "0.0.0.0", "--port", str(MIRROR_PORT)])  # noqa: S104 - the container's own netns: lab network only
     progress(f"mirror: {lab.mirror_url}")
 
-    for h, rec in zip(spec.hosts, lab.hosts):
+    for h, rec in zip(spec.hosts, lab.hosts, strict=True):
         docker.run(["volume", "create", "--label", f"{LABEL}={spec.name}", rec.volume])
         docker.run(_host_run_args(lab, h, rec, tags[h.arch], pubkey))
 
@@ -323,7 +323,7 @@ def _resume(lab: LabRecord, progress: Progress) -> LabRecord:
 def _finish(lab: LabRecord, progress: Progress) -> LabRecord:
     with ThreadPoolExecutor(max_workers=len(lab.hosts)) as pool:
         states = list(pool.map(lambda h: _wait_booted(h.container), lab.hosts))
-    for h, st in zip(lab.hosts, states):
+    for h, st in zip(lab.hosts, states, strict=True):
         progress(f"host {h.name}: {h.arch}/{h.model} at {h.ip}, systemd {st}")
     known = []
     for h in lab.hosts:

@@ -25,9 +25,10 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     root: Path
 
     def _channels(self) -> dict[str, str]:
-        return json.loads((self.root / "channels.json").read_text())
+        channels: dict[str, str] = json.loads((self.root / "channels.json").read_text())
+        return channels
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
         if path.startswith(CHANNEL_PREFIX):
             name = path[len(CHANNEL_PREFIX):].strip("/")
@@ -35,7 +36,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             if version is None:
                 self.send_error(404, f"channel {name!r} not found")
                 return
-            host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+            host = self.headers.get("Host") or "localhost"
             self.send_response(302)
             self.send_header("Location", f"http://{host}{TAG_PREFIX}{urllib.parse.quote(version, safe='+')}")
             self.send_header("Content-Length", "0")

@@ -143,7 +143,9 @@ def test_short_tokens(token: str, parsed: tuple[None, str | None, str]) -> None:
     assert sim.parse_token(token) == parsed
 
 
-@pytest.mark.parametrize("token", ["K10abc::server:pw", "K10" + "0" * 64 + ":server:pw", "K10" + "g" * 64 + "::s:pw", ""])
+@pytest.mark.parametrize("token", [
+    "K10abc::server:pw", "K10" + "0" * 64 + ":server:pw", "K10" + "g" * 64 + "::s:pw", "",
+])
 def test_malformed_tokens_are_fatal(token: str) -> None:
     with pytest.raises(sim.Fatal):
         sim.parse_token(token)
@@ -225,3 +227,23 @@ def test_taint_and_label_grammar() -> None:
     assert sim.parse_label("pik3s.io/model=rpi4") == ("pik3s.io/model", "rpi4")
     with pytest.raises(sim.Fatal, match="invalid node label"):
         sim.parse_label("no-equals-sign")
+
+
+@pytest.mark.parametrize(("asset", "machine", "code"), [
+    ("amd64", "x86_64", None), ("arm64", "aarch64", None), ("armhf", "armv7l", None),
+    ("armhf", "aarch64", None),  # 32-bit userland on a 64-bit Pi kernel runs, as on real Pis
+    ("arm64", "armv7l", 126), ("amd64", "aarch64", 126), ("arm64", "x86_64", 126),
+    ("armhf", "armv6l", 132),  # Pi Zero / Pi 1: K3s's armhf binary dies with SIGILL
+])
+def test_cpu_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                   asset: str, machine: str, code: int | None) -> None:
+    monkeypatch.setattr(sim, "PUBLISHED_ARCH", asset)
+    monkeypatch.setattr(sim.platform, "machine", lambda: machine)
+    if code is None:
+        sim.check_cpu()
+        return
+    with pytest.raises(SystemExit) as exc:
+        sim.check_cpu()
+    assert exc.value.code == code
+    err = capsys.readouterr().err
+    assert ("Illegal instruction" if code == 132 else "Exec format error") in err

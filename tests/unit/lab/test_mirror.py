@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import itertools
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -41,7 +42,7 @@ def _get(addr: tuple[str, int], path: str) -> http.client.HTTPResponse:
 def test_two_versions_one_minor_apart() -> None:
     minors = sorted({int(v.split(".")[1]) for v in releases.VERSIONS})
     assert len(releases.VERSIONS) >= 2
-    assert any(b - a == 1 for a, b in zip(minors, minors[1:]))
+    assert any(b - a == 1 for a, b in itertools.pairwise(minors))
 
 
 @pytest.mark.parametrize("version", releases.VERSIONS)
