@@ -103,3 +103,12 @@ def test_simulator_keeps_its_publish_markers() -> None:
     published = mirror.simulator_asset("v1.30.8+k3s1", "armhf").decode()
     assert 'PUBLISHED_VERSION = "v1.30.8+k3s1"' in published
     assert 'PUBLISHED_ARCH = "armhf"' in published
+
+
+@pytest.mark.parametrize(("lab_arch", "machine"), [("amd64", "x86_64"), ("arm64", "aarch64"), ("armhf", "armv7l")])
+def test_lab_release_table_agrees_with_the_roles_arch_table(lab_arch: str, machine: str) -> None:
+    """Two independent tables of one fact: the mirror's (the world) and the roles' (our knowledge of it)."""
+    from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_arch import arch_assets
+    binary, sumfile, image_arch = releases.ASSETS[lab_arch]
+    facts = arch_assets(machine)
+    assert (facts["asset"], facts["checksum_file"], facts["image_arch"]) == (binary, sumfile, image_arch)

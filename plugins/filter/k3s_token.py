@@ -1,0 +1,45 @@
+# Copyright: pik3s developers
+# Apache License 2.0 (see LICENSE)
+"""Filters on K3s join tokens (docs in k3s_token_*.yml). Errors never show the token."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_token import TokenError, mask_token, parse_token
+
+
+def _parse(value):
+    try:
+        return parse_token(value)
+    except TokenError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+
+
+def k3s_token_parse(value):
+    return _parse(value)
+
+
+def k3s_token_password(value):
+    return _parse(value)["password"]
+
+
+def k3s_token_ca_hash(value):
+    return _parse(value)["ca_hash"]
+
+
+def k3s_token_mask(value):
+    try:
+        return mask_token(value)
+    except TokenError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "k3s_token_parse": k3s_token_parse,
+            "k3s_token_password": k3s_token_password,
+            "k3s_token_ca_hash": k3s_token_ca_hash,
+            "k3s_token_mask": k3s_token_mask,
+        }
