@@ -28,6 +28,15 @@ def k3s_token_ca_hash(value):
     return _parse(value)["ca_hash"]
 
 
+def k3s_token_error(value):
+    """The problem with a token, or an empty string when it is well formed. Never raises."""
+    try:
+        parse_token(value)
+    except TokenError as exc:
+        return str(exc)
+    return ""
+
+
 def k3s_token_mask(value):
     try:
         return mask_token(value)
@@ -42,4 +51,5 @@ class FilterModule:
             "k3s_token_password": k3s_token_password,
             "k3s_token_ca_hash": k3s_token_ca_hash,
             "k3s_token_mask": k3s_token_mask,
+            "k3s_token_error": k3s_token_error,
         }

@@ -84,6 +84,16 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
     return _print_status(_lab_name(args), args.state_dir, args.output)
 
 
+def cmd_lab_inventory(args: argparse.Namespace) -> int:
+    state = args.state_dir or lab.default_state_dir(_lab_name(args))
+    data = lab.inventory_json(state)
+    if args.host is not None:
+        print(json.dumps(data["_meta"]["hostvars"].get(args.host, {})))
+    else:
+        print(json.dumps(data, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pik3s", description="Deploy and operate K3s on Raspberry Pis and Debian/Ubuntu hosts.")
@@ -115,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = lab_sub.add_parser("down", help="remove exactly what `lab up` created")
     add_where(p, name=True)
     p.set_defaults(func=cmd_lab_down)
+
+    p = lab_sub.add_parser("inventory", help="the lab's Ansible inventory as a dynamic inventory (JSON)")
+    add_where(p, name=True)
+    p.add_argument("--list", action="store_true", help="all groups and hosts (the default)")
+    p.add_argument("--host", default=None, help="one host's variables")
+    p.set_defaults(func=cmd_lab_inventory)
 
     p = lab_sub.add_parser("status", help="list the lab's hosts and their state")
     add_where(p, name=True)

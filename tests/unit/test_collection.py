@@ -55,7 +55,7 @@ def test_build_and_install(tmp_path: Path) -> None:
               or n.startswith(("tests/integration", "tests/unit/lab"))]
     assert leaked == []
     dest = tmp_path / "installed"
-    inst = _ansible("ansible-galaxy", "collection", "install", "--offline", "-p", str(dest), str(tarball),
+    inst = _ansible("ansible-galaxy", "collection", "install", "--offline", "--force", "-p", str(dest), str(tarball),
                     cwd=tmp_path)
     assert inst.returncode == 0, inst.stderr
     listed = _ansible("ansible-galaxy", "collection", "list", "pik3s.cluster", "--format", "json",

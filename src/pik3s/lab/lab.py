@@ -237,6 +237,32 @@ def _create_network(network: str, lab: str) -> ipaddress.IPv4Network:
     raise Pik3sError(f"no free /24 left in {SUBNET_POOL} for lab network {network}")
 
 
+def inventory_json(state_dir: Path) -> dict[str, Any]:
+    """The lab's inventory in Ansible's dynamic-inventory (--list) form; empty when the lab is down."""
+    out: dict[str, Any] = {"_meta": {"hostvars": {}}}
+    path = state_dir / "inventory.yml"
+    if not path.exists():
+        return out
+    root = yaml.safe_load(path.read_text())["all"]
+
+    def walk(name: str, group: dict[str, Any]) -> None:
+        entry: dict[str, Any] = {}
+        if group.get("hosts"):
+            entry["hosts"] = list(group["hosts"])
+            for host, hvars in group["hosts"].items():
+                out["_meta"]["hostvars"].setdefault(host, {}).update(hvars or {})
+        if group.get("vars"):
+            entry["vars"] = group["vars"]
+        if group.get("children"):
+            entry["children"] = list(group["children"])
+            for child, body in group["children"].items():
+                walk(child, body or {})
+        out[name] = entry
+
+    walk("all", root)
+    return out
+
+
 def up(spec: LabSpec, state_dir: Path | None = None, progress: Progress = _quiet) -> LabRecord:
     """Start the lab described by ``spec``; idempotent for a lab that is up."""
     state = state_dir or default_state_dir(spec.name)

@@ -72,3 +72,19 @@ def test_operator_errors_exit_1_without_traceback(tmp_path: Path, capsys: pytest
     assert cli.main(["lab", "up", "--spec", str(bad)]) == 1
     err = capsys.readouterr().err
     assert err.strip() == f"pik3s: error: lab spec {bad}: 'hosts' must be a non-empty list"
+
+
+def test_dynamic_inventory_matches_the_yaml_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    assert cli.main(["lab", "inventory", "--state-dir", str(tmp_path), "--name", "t"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"_meta": {"hostvars": {}}}
+    record = _record(tmp_path)
+    lablib.write_inventory(record)
+    data = lablib.inventory_json(tmp_path)
+    assert data["all"]["vars"]["ansible_user"] == "pi"
+    assert set(data["all"]["children"]) == {"pik3s_lab", "k3s_cluster"}
+    assert data["k3s_cluster"]["children"] == ["server", "agent"]
+    assert data["server"]["hosts"] == ["pi4-1"]
+    assert data["_meta"]["hostvars"]["pi3-1"]["ansible_host"] == "172.29.9.11"
+    assert cli.main(["lab", "inventory", "--state-dir", str(tmp_path), "--name", "t", "--host", "box"]) == 0
+    assert json.loads(capsys.readouterr().out)["pik3s_lab_arch"] == "amd64"

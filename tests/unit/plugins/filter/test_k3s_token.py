@@ -60,7 +60,18 @@ def test_mask(token: str, masked: str) -> None:
 
 def test_registered() -> None:
     assert set(f.FilterModule().filters()) == {
-        "k3s_token_parse", "k3s_token_password", "k3s_token_ca_hash", "k3s_token_mask"}
+        "k3s_token_parse", "k3s_token_password", "k3s_token_ca_hash", "k3s_token_mask", "k3s_token_error"}
+
+
+@pytest.mark.parametrize(("token", "problem"), [
+    (SECURE, ""),
+    ("plainpassword", ""),
+    (f"user:{SECRET}", "malformed K3s token: a short token cannot contain ':'"),
+    ("", "the K3s token is empty"),
+])
+def test_error_reports_without_raising(token: str, problem: str) -> None:
+    assert f.k3s_token_error(token).startswith(problem)
+    assert SECRET not in f.k3s_token_error(token)
 
 
 def test_simulator_tokens_parse() -> None:
