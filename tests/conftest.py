@@ -19,6 +19,8 @@ def ansible_env() -> dict[str, str]:
     return env
 
 
-def run_ansible(tool: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / tool), *args], cwd=ROOT, env=ansible_env(), capture_output=True,
+def run_ansible(tool: str, *args: str, timeout: float = 600,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**ansible_env(), "PATH": f"{BIN}:{os.environ.get('PATH', '')}", **(env or {})}
+    return subprocess.run([str(BIN / tool), *args], cwd=ROOT, env=full_env, capture_output=True,
                           text=True, timeout=timeout, check=False)

@@ -68,8 +68,9 @@ def test_all_nodes_ready_from_the_server(host) -> None:
 def test_fetched_kubeconfig_reaches_the_api_with_its_own_credentials(host) -> None:
     if _role(host) != "server":
         return
-    kubeconfig = EPHEMERAL / "inventory" / "kubeconfig-k3s"
+    kubeconfig = EPHEMERAL / "inventory" / ".kube" / "k3s.yaml"
     assert oct(kubeconfig.stat().st_mode & 0o777) == "0o600"
+    assert oct(kubeconfig.parent.stat().st_mode & 0o777) == "0o700"
     doc = yaml.safe_load(kubeconfig.read_text())
     assert doc["current-context"] == "k3s"
     assert doc["clusters"][0]["cluster"]["server"] == f"https://{host.ansible.get_variables()['ansible_host']}:6443"
