@@ -1035,7 +1035,7 @@ class Server:
         self._register_self()
         log("info", f"k3s is up and running ({SIM_NAME})")
         sd_notify("READY=1\n")
-        self._import_images()
+        import_images(self.data_dir)
         self._heartbeat_loop()
 
     def _migrate_sqlite_if_asked(self) -> None:
@@ -1344,9 +1344,6 @@ class Server:
                 log("warning", f"Node heartbeat failed: {exc}")
             except PermissionError as exc:
                 log("error", str(exc))
-
-    def _import_images(self) -> None:
-        import_images(self.data_dir)
 
     def shutdown(self) -> None:
         self.stop.set()
