@@ -67,7 +67,7 @@ def _print_status(name: str, state_dir: Path | None, output: str) -> int:
             print(f"lab {name} is not up")
         return 3
     if output == "json":
-        print(json.dumps({"name": name, "up": True, "mirror": record.mirror_url,
+        print(json.dumps({"name": name, "up": True, "mirror": None if record.airgap else record.mirror_url,
                           "inventory": str(record.inventory),
                           "hosts": [asdict(h) for h in hosts]}, indent=1))
         return 0
@@ -76,7 +76,10 @@ def _print_status(name: str, state_dir: Path | None, output: str) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip())
-    print(f"\nmirror: {record.mirror_url} (serves the pik3s K3s simulator, not K3s)")
+    if record.airgap:
+        print("\nair-gapped: no mirror; releases (the pik3s K3s simulator, not K3s) on the controller")
+    else:
+        print(f"\nmirror: {record.mirror_url} (serves the pik3s K3s simulator, not K3s)")
     return 0
 
 

@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,8 @@ class LabRecord:
     mirror_ip: str
     hosts: list[HostRecord]
     state_dir: str
+    airgap: bool = False
+    vars: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mirror_url(self) -> str:
@@ -186,9 +188,15 @@ def write_inventory(lab: LabRecord) -> None:
                 f"-o UserKnownHostsFile={state / 'known_hosts'} "
                 "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"),
             "ansible_python_interpreter": "/usr/bin/python3",
-            # Where this lab's release mirror answers, for roles to point at.
+            # Where this lab's release mirror answers, for roles to point at
+            # (nothing answers there in an air-gapped lab).
             "pik3s_lab_release_url": lab.mirror_url + releases.RELEASE_PATH,
             "pik3s_lab_channel_url": lab.mirror_url + releases.CHANNEL_PATH,
+            # The same releases on the controller, one directory per version:
+            # what an operator copies from a GitHub release for air-gap mode.
+            "pik3s_lab_airgap_dir": str(state / "mirror" / releases.RELEASE_PATH.lstrip("/")),
+            "pik3s_lab_airgap": lab.airgap,
+            **lab.vars,
         },
         "hosts": hostvars,
         "children": children,
@@ -221,14 +229,14 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     return used
 
 
-def _create_network(network: str, lab: str) -> ipaddress.IPv4Network:
+def _create_network(network: str, lab: str, internal: bool = False) -> ipaddress.IPv4Network:
     used = _used_networks()
     for candidate in SUBNET_POOL.subnets(new_prefix=24):
         if any(candidate.overlaps(u) for u in used):
             continue
         proc = subprocess.run(
             ["docker", "network", "create", "--label", f"{LABEL}={lab}", "--subnet", str(candidate),
-             "--gateway", str(candidate.network_address + 1), network],
+             "--gateway", str(candidate.network_address + 1), *(["--internal"] if internal else []), network],
             capture_output=True, text=True, check=False)
         if proc.returncode == 0:
             return candidate
@@ -293,7 +301,7 @@ def up(spec: LabSpec, state_dir: Path | None = None, progress: Progress = _quiet
     if docker.exists("network", network):
         raise Pik3sError(f"docker network {network} exists but {state}/lab.json does not: "
                          f"run `pik3s lab down --name {spec.name}` first")
-    subnet = _create_network(network, spec.name)
+    subnet = _create_network(network, spec.name, internal=spec.airgap)
     addrs = list(subnet.hosts())
     if len(addrs) < 10 + len(spec.hosts):
         raise Pik3sError(f"docker gave network {network} a subnet too small: {subnet}")
@@ -303,7 +311,7 @@ def up(spec: LabSpec, state_dir: Path | None = None, progress: Progress = _quiet
         hosts=[HostRecord(h.name, h.arch, h.model, h.memory, list(h.groups), str(addrs[9 + i]),
                           container_name(spec.name, h.name), f"pik3s-{spec.name}-{h.name}-rancher")
                for i, h in enumerate(spec.hosts)],
-        state_dir=str(state))
+        state_dir=str(state), airgap=spec.airgap, vars=dict(spec.vars))
     lab.save()  # from here on, `down` can clean up whatever exists
     try:
         _create(lab, spec, tags[native], tags, pubkey, progress)
@@ -317,26 +325,31 @@ def up(spec: LabSpec, state_dir: Path | None = None, progress: Progress = _quiet
 def _create(lab: LabRecord, spec: LabSpec, mirror_tag: str, tags: dict[str, str], pubkey: str,
             progress: Progress) -> None:
     state = Path(lab.state_dir)
-    network = lab.network
     tree = state / "mirror"
     shutil.rmtree(tree, ignore_errors=True)
     mirror.build_tree(tree)
+    if lab.airgap:
+        progress(f"air-gapped: no mirror; releases on the controller in {tree}")
+    else:
+        _start_mirror(lab, mirror_tag, tree, progress)
+    for h, rec in zip(spec.hosts, lab.hosts, strict=True):
+        docker.run(["volume", "create", "--label", f"{LABEL}={spec.name}", rec.volume])
+        docker.run(_host_run_args(lab, h, rec, tags[h.arch], pubkey))
+
+
+def _start_mirror(lab: LabRecord, mirror_tag: str, tree: Path, progress: Progress) -> None:
     docker.run(["run", "-d", "--name", lab.mirror_container, "--hostname", "mirror",
-                "--network", network, "--ip", lab.mirror_ip, "--label", f"{LABEL}={spec.name}",
+                "--network", lab.network, "--ip", lab.mirror_ip, "--label", f"{LABEL}={lab.name}",
                 "--restart", "unless-stopped", "--memory", "128m",
                 "-v", f"{tree}:/srv/mirror:ro", "-v", f"{mirror.SERVER}:/srv/mirror_server.py:ro",
                 mirror_tag, "python3", "/srv/mirror_server.py", "--root", "/srv/mirror",
                 "--bind", "0.0.0.0", "--port", str(MIRROR_PORT)])  # noqa: S104 - the container's own netns: lab network only
     progress(f"mirror: {lab.mirror_url}")
 
-    for h, rec in zip(spec.hosts, lab.hosts, strict=True):
-        docker.run(["volume", "create", "--label", f"{LABEL}={spec.name}", rec.volume])
-        docker.run(_host_run_args(lab, h, rec, tags[h.arch], pubkey))
-
 
 def _resume(lab: LabRecord, progress: Progress) -> LabRecord:
     progress(f"lab {lab.name} is already up ({lab.state_dir}); starting anything stopped")
-    for c in [lab.mirror_container] + [h.container for h in lab.hosts]:
+    for c in ([] if lab.airgap else [lab.mirror_container]) + [h.container for h in lab.hosts]:
         info = docker.inspect("container", c)
         if info is None:
             raise Pik3sError(f"container {c} of lab {lab.name} is gone: run `pik3s lab down "

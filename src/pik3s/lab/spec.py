@@ -9,6 +9,10 @@ A spec is YAML::
         model: rpi4            # rpi4 | rpi3 | generic (plain Debian, no Pi files)
         memory: 2g             # container memory limit (Docker syntax)
         groups: [server]       # optional inventory groups (server, agent)
+    airgap: false              # optional: true = no mirror container and a Docker
+                               # network without outside routes; the release tree
+                               # stays on the controller (pik3s_lab_airgap_dir)
+    vars: {}                   # optional: extra inventory variables for all hosts
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class HostSpec:
 class LabSpec:
     name: str
     hosts: tuple[HostSpec, ...] = field(default_factory=tuple)
+    airgap: bool = False
+    vars: dict[str, Any] = field(default_factory=dict)
 
     @property
     def arches(self) -> list[str]:
@@ -60,7 +66,7 @@ def _fail(where: str, msg: str) -> Pik3sError:
 def parse_spec(data: Any, where: str = "") -> LabSpec:
     if not isinstance(data, dict):
         raise _fail(where, "the top level must be a mapping with 'name' and 'hosts'")
-    unknown = set(data) - {"name", "hosts"}
+    unknown = set(data) - {"name", "hosts", "airgap", "vars"}
     if unknown:
         raise _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
     name = data.get("name")
@@ -97,7 +103,16 @@ def parse_spec(data: Any, where: str = "") -> LabSpec:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise _fail(where, f"duplicate host name(s) {', '.join(dupes)}")
-    return LabSpec(name, tuple(hosts))
+    airgap = data.get("airgap", False)
+    if not isinstance(airgap, bool):
+        raise _fail(where, f"airgap must be true or false, got {airgap!r}")
+    extra = data.get("vars", {})
+    if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+        raise _fail(where, "vars must be a mapping of inventory variable names to values")
+    clash = sorted(k for k in extra if k.startswith("pik3s_lab_") or k.startswith("ansible_"))
+    if clash:
+        raise _fail(where, f"vars may not set {', '.join(clash)}: the lab sets those itself")
+    return LabSpec(name, tuple(hosts), airgap, dict(extra))
 
 
 def load_spec(path: Path | None = None) -> LabSpec:

@@ -40,6 +40,10 @@ def _with(**host: Any) -> dict[str, Any]:
     (_with(name="UPPER"), "name 'UPPER' must be a lowercase hostname"),
     (_with(cpu=4), "hosts[0]: unknown key(s) cpu"),
     ({"name": "t", "hosts": [GOOD["hosts"][0], GOOD["hosts"][0]]}, "duplicate host name(s) a"),
+    ({**GOOD, "airgap": "yes"}, "airgap must be true or false, got 'yes'"),
+    ({**GOOD, "vars": ["k3s_version"]}, "vars must be a mapping of inventory variable names to values"),
+    ({**GOOD, "vars": {"ansible_user": "root", "pik3s_lab_airgap": False}},
+     "vars may not set ansible_user, pik3s_lab_airgap: the lab sets those itself"),
 ])
 def test_bad_specs_are_rejected_with_the_reason(data: Any, message: str) -> None:
     with pytest.raises(Pik3sError) as err:
@@ -55,3 +59,10 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
     bad.write_text("name: [unclosed\n")
     with pytest.raises(Pik3sError, match="is not valid YAML"):
         spec.load_spec(bad)
+
+
+def test_airgap_and_vars() -> None:
+    lab = spec.parse_spec({**GOOD, "airgap": True, "vars": {"k3s_version": "v1.31.4+k3s1"}})
+    assert lab.airgap is True and lab.vars == {"k3s_version": "v1.31.4+k3s1"}
+    plain = spec.parse_spec(GOOD)
+    assert plain.airgap is False and plain.vars == {}
