@@ -4,7 +4,6 @@ on the controller, checksums still verified."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,10 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared" / "tests")
 pytest.register_assert_rewrite("verify_cluster")
 
 from verify_cluster import (  # noqa: E402,F401 - the shared checks, collected here
-    INVENTORY,
     LAB,
-    ROOT,
+    failure_messages,
     release_sums,
+    run_playbook,
     test_all_nodes_ready_from_the_server,
     test_binary_is_the_release_asset_for_this_cpu,
     test_config_and_token_files,
@@ -51,15 +50,6 @@ def test_pinned_version_and_verified_image_tarball(host) -> None:
     assert tarball.sha256sum == release_sums(VERSION, "sha256sum-amd64.txt")["k3s-airgap-images-amd64.tar.gz"]
 
 
-def _site(airgap_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-               ANSIBLE_CALLBACK_FORMAT_PRETTY="false", ANSIBLE_FORCE_COLOR="0",
-               PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
-    return subprocess.run(["ansible-playbook", "-i", str(INVENTORY), "site.yml", "-e", f"k3s_airgap_dir={airgap_dir}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
-
-
 def test_a_checksum_mismatch_stops_the_host_and_keeps_its_binary(host, tmp_path_factory) -> None:
     if host.backend.get_hostname() != "srv":
         return
@@ -69,14 +59,12 @@ def test_a_checksum_mismatch_stops_the_host_and_keeps_its_binary(host, tmp_path_
     shutil.copytree(BUNDLE, bad)
     (bad / "k3s").write_bytes((bad / "k3s").read_bytes() + b"\n# tampered\n")
 
-    run = _site(bad)
+    run = run_playbook("site.yml", "-e", f"k3s_airgap_dir={bad}")
     assert run.returncode != 0
     expected = (f"k3s {VERSION} did not match the release checksum (sha256sum-amd64.txt says "
                 f"{release_sums(VERSION, 'sha256sum-amd64.txt')['k3s']}). Nothing was installed on srv; "
                 f"its previous K3s binary, if any, is untouched. Check k3s_airgap_dir {bad}.")
-    messages = [json.loads(line.split("=> ", 1)[1]).get("msg", "")
-                for line in run.stdout.splitlines() if line.startswith("failed: [srv]") and "=> " in line]
-    assert expected in messages, run.stdout[-4000:]
+    assert expected in failure_messages(run.stdout, "srv"), run.stdout[-4000:]
     assert host.file("/usr/local/bin/k3s").sha256sum == sha_before
     assert host.check_output("systemctl show -p ActiveEnterTimestamp k3s") == started  # not restarted
     assert host.service("k3s").is_running

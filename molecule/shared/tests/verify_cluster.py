@@ -9,9 +9,11 @@ import base64
 import http.client
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,34 @@ def api_get(kubeconfig: dict[str, Any], path: str, connect_to: str | None = None
         conn.close()
     assert resp.status == 200, body.decode(errors="replace")
     return json.loads(body)
+
+
+def run_playbook(playbook: str, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    """Run a playbook of the checkout on this scenario's inventory, as an
+    operator would (the checkout's ansible.cfg), results as one-line JSON."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+               ANSIBLE_CALLBACK_FORMAT_PRETTY="false", ANSIBLE_FORCE_COLOR="0",
+               PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
+    return subprocess.run(["ansible-playbook", "-i", str(INVENTORY), playbook, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def failure_messages(stdout: str, host: str) -> list[str]:
+    """The msg of every failed/fatal result of ``host`` in a run_playbook output."""
+    out = []
+    for line in stdout.splitlines():
+        if line.startswith((f"failed: [{host}]", f"fatal: [{host}]")) and "=> " in line:
+            out.append(json.loads(line.split("=> ", 1)[1]).get("msg", ""))
+    return out
+
+
+def recap(stdout: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP counters per host."""
+    out = {}
+    for m in re.finditer(r"^(\S+)\s+: ((?:\w+=\d+\s*)+)$", stdout, re.M):
+        out[m.group(1)] = {k: int(v) for k, v in (kv.split("=") for kv in m.group(2).split())}
+    return out
 
 
 # ---------------------------------------------------------------- the checks

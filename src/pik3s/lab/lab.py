@@ -32,6 +32,8 @@ from pik3s.lab.spec import HostSpec, LabSpec
 
 LABEL = "pik3s.lab"
 MIRROR_PORT = 8080
+API_PORT = 6443
+LB_SCRIPT = Path(__file__).with_name("lb.py")
 BOOT_TIMEOUT = 180.0
 SECCOMP = Path(__file__).with_name("seccomp.json")
 STATE_FILES = ("lab.json", "inventory.yml", "known_hosts", "id_ed25519", "id_ed25519.pub")
@@ -73,6 +75,8 @@ class LabRecord:
     state_dir: str
     airgap: bool = False
     vars: dict[str, Any] = field(default_factory=dict)
+    lb_container: str = ""
+    lb_ip: str = ""
 
     @property
     def mirror_url(self) -> str:
@@ -196,6 +200,8 @@ def write_inventory(lab: LabRecord) -> None:
             # what an operator copies from a GitHub release for air-gap mode.
             "pik3s_lab_airgap_dir": str(state / "mirror" / releases.RELEASE_PATH.lstrip("/")),
             "pik3s_lab_airgap": lab.airgap,
+            # The API load balancer in front of the servers ("" when the spec has none).
+            "pik3s_lab_api_lb": lab.lb_ip,
             **lab.vars,
         },
         "hosts": hostvars,
@@ -311,7 +317,8 @@ def up(spec: LabSpec, state_dir: Path | None = None, progress: Progress = _quiet
         hosts=[HostRecord(h.name, h.arch, h.model, h.memory, list(h.groups), str(addrs[9 + i]),
                           container_name(spec.name, h.name), f"pik3s-{spec.name}-{h.name}-rancher")
                for i, h in enumerate(spec.hosts)],
-        state_dir=str(state), airgap=spec.airgap, vars=dict(spec.vars))
+        state_dir=str(state), airgap=spec.airgap, vars=dict(spec.vars),
+        lb_container=f"pik3s-{spec.name}-lb" if spec.api_lb else "", lb_ip=str(addrs[2]) if spec.api_lb else "")
     lab.save()  # from here on, `down` can clean up whatever exists
     try:
         _create(lab, spec, tags[native], tags, pubkey, progress)
@@ -335,6 +342,19 @@ def _create(lab: LabRecord, spec: LabSpec, mirror_tag: str, tags: dict[str, str]
     for h, rec in zip(spec.hosts, lab.hosts, strict=True):
         docker.run(["volume", "create", "--label", f"{LABEL}={spec.name}", rec.volume])
         docker.run(_host_run_args(lab, h, rec, tags[h.arch], pubkey))
+    if lab.lb_container:
+        _start_lb(lab, mirror_tag, progress)
+
+
+def _start_lb(lab: LabRecord, tag: str, progress: Progress) -> None:
+    backends = [f"{h.ip}:{API_PORT}" for h in lab.hosts if "server" in h.groups]
+    docker.run(["run", "-d", "--name", lab.lb_container, "--hostname", "lb",
+                "--network", lab.network, "--ip", lab.lb_ip, "--label", f"{LABEL}={lab.name}",
+                "--restart", "unless-stopped", "--memory", "64m",
+                "-v", f"{LB_SCRIPT}:/srv/lb.py:ro", tag, "python3", "/srv/lb.py",
+                "--listen", f"0.0.0.0:{API_PORT}",  # the container's own netns: lab network only
+                *[arg for b in backends for arg in ("--backend", b)]])
+    progress(f"API load balancer: {lab.lb_ip}:{API_PORT} -> {', '.join(backends)}")
 
 
 def _start_mirror(lab: LabRecord, mirror_tag: str, tree: Path, progress: Progress) -> None:
@@ -349,7 +369,8 @@ def _start_mirror(lab: LabRecord, mirror_tag: str, tree: Path, progress: Progres
 
 def _resume(lab: LabRecord, progress: Progress) -> LabRecord:
     progress(f"lab {lab.name} is already up ({lab.state_dir}); starting anything stopped")
-    for c in ([] if lab.airgap else [lab.mirror_container]) + [h.container for h in lab.hosts]:
+    for c in ([] if lab.airgap else [lab.mirror_container]) + [h.container for h in lab.hosts] \
+            + ([lab.lb_container] if lab.lb_container else []):
         info = docker.inspect("container", c)
         if info is None:
             raise Pik3sError(f"container {c} of lab {lab.name} is gone: run `pik3s lab down "
@@ -385,8 +406,8 @@ def down(name: str, state_dir: Path | None = None, progress: Progress = _quiet) 
     containers = set(docker.run(["ps", "-a", "--filter", f"label={LABEL}={name}",
                                  "--format", "{{.Names}}"]).split())
     if lab:
-        containers |= {c for c in [lab.mirror_container] + [h.container for h in lab.hosts]
-                       if docker.exists("container", c)}
+        containers |= {c for c in [lab.mirror_container, lab.lb_container] + [h.container for h in lab.hosts]
+                       if c and docker.exists("container", c)}
     for c in sorted(containers):
         docker.run(["rm", "-f", "-v", c])
         removed.append(f"container {c}")

@@ -12,6 +12,9 @@ A spec is YAML::
     airgap: false              # optional: true = no mirror container and a Docker
                                # network without outside routes; the release tree
                                # stays on the controller (pik3s_lab_airgap_dir)
+    api_lb: false              # optional: true = a TCP load balancer for the K3s API
+                               # (port 6443) in front of the server-group hosts,
+                               # at pik3s_lab_api_lb (what kube-vip/haproxy give a rack)
     vars: {}                   # optional: extra inventory variables for all hosts
 """
 
@@ -49,6 +52,7 @@ class LabSpec:
     hosts: tuple[HostSpec, ...] = field(default_factory=tuple)
     airgap: bool = False
     vars: dict[str, Any] = field(default_factory=dict)
+    api_lb: bool = False
 
     @property
     def arches(self) -> list[str]:
@@ -66,7 +70,7 @@ def _fail(where: str, msg: str) -> Pik3sError:
 def parse_spec(data: Any, where: str = "") -> LabSpec:
     if not isinstance(data, dict):
         raise _fail(where, "the top level must be a mapping with 'name' and 'hosts'")
-    unknown = set(data) - {"name", "hosts", "airgap", "vars"}
+    unknown = set(data) - {"name", "hosts", "airgap", "vars", "api_lb"}
     if unknown:
         raise _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
     name = data.get("name")
@@ -112,7 +116,12 @@ def parse_spec(data: Any, where: str = "") -> LabSpec:
     clash = sorted(k for k in extra if k.startswith("pik3s_lab_") or k.startswith("ansible_"))
     if clash:
         raise _fail(where, f"vars may not set {', '.join(clash)}: the lab sets those itself")
-    return LabSpec(name, tuple(hosts), airgap, dict(extra))
+    api_lb = data.get("api_lb", False)
+    if not isinstance(api_lb, bool):
+        raise _fail(where, f"api_lb must be true or false, got {api_lb!r}")
+    if api_lb and not any("server" in h.groups for h in hosts):
+        raise _fail(where, "api_lb needs hosts in the server group to balance")
+    return LabSpec(name, tuple(hosts), airgap, dict(extra), api_lb)
 
 
 def load_spec(path: Path | None = None) -> LabSpec:

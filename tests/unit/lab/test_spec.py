@@ -41,6 +41,8 @@ def _with(**host: Any) -> dict[str, Any]:
     (_with(cpu=4), "hosts[0]: unknown key(s) cpu"),
     ({"name": "t", "hosts": [GOOD["hosts"][0], GOOD["hosts"][0]]}, "duplicate host name(s) a"),
     ({**GOOD, "airgap": "yes"}, "airgap must be true or false, got 'yes'"),
+    ({**GOOD, "api_lb": 1}, "api_lb must be true or false, got 1"),
+    ({**GOOD, "api_lb": True}, "api_lb needs hosts in the server group to balance"),
     ({**GOOD, "vars": ["k3s_version"]}, "vars must be a mapping of inventory variable names to values"),
     ({**GOOD, "vars": {"ansible_user": "root", "pik3s_lab_airgap": False}},
      "vars may not set ansible_user, pik3s_lab_airgap: the lab sets those itself"),

@@ -1,0 +1,97 @@
+"""upgrade: a rolling upgrade of 3 servers + 1 agent with the API probed
+through the endpoint (the lab's load balancer) once a second throughout."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared" / "tests"))
+pytest.register_assert_rewrite("verify_cluster")
+
+from verify_cluster import (  # noqa: E402,F401 - the shared checks, collected here
+    INVENTORY,
+    api_get,
+    failure_messages,
+    recap,
+    run_playbook,
+    test_all_nodes_ready_from_the_server,
+    test_binary_is_the_release_asset_for_this_cpu,
+    test_config_and_token_files,
+    test_fetched_kubeconfig_reaches_the_api_with_its_own_credentials,
+    test_unit_enabled_and_active,
+)
+
+OLD, NEW = "v1.30.8+k3s1", "v1.31.4+k3s1"
+NODES = ["agt1", "srv1", "srv2", "srv3"]
+REPORT = Path(os.environ.get("PIK3S_REPORT_DIR", Path.home() / ".cache" / "pik3s" / "reports"))
+
+
+class Probe(threading.Thread):
+    """GET /api/v1/nodes through the API endpoint once a second."""
+
+    def __init__(self, kubeconfig: dict) -> None:
+        super().__init__(daemon=True)
+        self.kubeconfig, self.stop, self.ok, self.failures = kubeconfig, threading.Event(), 0, []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                api_get(self.kubeconfig, "/api/v1/nodes")
+                self.ok += 1
+            except Exception as exc:  # noqa: BLE001 - every kind of failure counts
+                self.failures.append(f"{time.strftime('%H:%M:%S')} {exc!r}")
+            self.stop.wait(max(0.0, 1.0 - (time.monotonic() - started)))
+
+
+def _versions(kubeconfig: dict) -> dict[str, str]:
+    nodes = api_get(kubeconfig, "/api/v1/nodes")["items"]
+    return {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes}
+
+
+def test_rolling_upgrade_keeps_the_api_answering(host) -> None:
+    if host.backend.get_hostname() != "srv1":
+        return
+    kubeconfig = yaml.safe_load((INVENTORY / ".kube" / "k3s.yaml").read_text())
+    assert _versions(kubeconfig) == dict.fromkeys(NODES, OLD)
+
+    probe = Probe(kubeconfig)
+    probe.start()
+    started = time.monotonic()
+    run = run_playbook("playbooks/upgrade.yml", "-e", f"k3s_version={NEW}")
+    wall = time.monotonic() - started
+    probe.stop.set()
+    probe.join()
+    assert run.returncode == 0, run.stdout[-5000:]
+    per_node = {m.group(1): float(m.group(2))
+                for m in re.finditer(rf"(\w+): {re.escape(OLD)} -> {re.escape(NEW)} in\s+([0-9.]+) s", run.stdout)}
+    REPORT.mkdir(parents=True, exist_ok=True)
+    (REPORT / "upgrade.json").write_text(json.dumps({
+        "from": OLD, "to": NEW, "wall_seconds": round(wall, 1), "per_node_seconds": per_node,
+        "probe_requests": probe.ok + len(probe.failures), "probe_failures": probe.failures}, indent=1) + "\n")
+    assert probe.failures == [], probe.failures
+    assert probe.ok >= wall * 0.8  # about one request a second, all answered
+    assert sorted(per_node) == NODES
+    assert _versions(kubeconfig) == dict.fromkeys(NODES, NEW)
+    assert "Ready" in host.check_output("sudo k3s kubectl get nodes")
+
+    again = run_playbook("playbooks/upgrade.yml", "-e", f"k3s_version={NEW}")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert {h: c["changed"] for h, c in recap(again.stdout).items()} == dict.fromkeys(NODES, 0)
+
+    down = run_playbook("playbooks/upgrade.yml", "-e", f"k3s_version={OLD}")
+    assert down.returncode != 0
+    expected = (f"srv1: {NEW} -> {OLD} is a downgrade: K3s does not support going back (the datastore may "
+                "already be migrated); restore a backup taken on the older release instead, or set "
+                "k3s_upgrade_force=true if you know it is safe")
+    assert expected in failure_messages(down.stdout, "srv1"), down.stdout[-3000:]
+    assert _versions(kubeconfig) == dict.fromkeys(NODES, NEW)  # nothing moved
