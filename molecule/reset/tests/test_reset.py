@@ -38,7 +38,7 @@ def test_reset_then_deploy_again(host) -> None:
     refused = run_playbook("playbooks/reset.yml")
     assert refused.returncode != 0
     assert ("Reset not confirmed: nothing was changed. Answer 'yes' at the prompt, or set k3s_reset_confirm=true "
-            "(for example -e k3s_reset_confirm=true) to run without one.") in failure_messages(refused.stdout, "srv")
+            "(for example -e k3s_reset_confirm=true) to run without one.") in failure_messages(refused.stdout)
     assert host.service("k3s").is_running
 
     started = time.monotonic()
@@ -51,6 +51,8 @@ def test_reset_then_deploy_again(host) -> None:
         node = host.get_host(f"ansible://{name}", ansible_inventory=host.backend.ansible_inventory)
         assert node.run("pgrep -x k3s").rc == 1, name
         assert [p for p in GONE if node.file(p).exists] == [], name
+        # The lab mounts a volume at /var/lib/rancher: it stays, empty.
+        assert node.run("ls -A /var/lib/rancher").stdout == "", name
         for unit in ("k3s", "k3s-agent"):
             assert not node.service(unit).is_enabled
         for link in ("cni0", "flannel.1"):
