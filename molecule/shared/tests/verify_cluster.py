@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,6 +35,14 @@ def hostvars(host) -> dict[str, Any]:
     """The host's variables; testinfra may list a host twice in a group
     (Molecule's platforms and the lab inventory both place it)."""
     return host.ansible.get_variables()
+
+
+def in_cluster(host) -> bool:
+    """Whether the host is in k3s_cluster (a scenario may hold spare hosts); the checks skip others."""
+    v = hostvars(host)
+    if v["inventory_hostname"] not in v["groups"].get("k3s_cluster", []):
+        pytest.skip(f"{v['inventory_hostname']} is not in k3s_cluster")
+    return True
 
 
 def is_server(host) -> bool:
@@ -117,6 +126,7 @@ def recap(stdout: str) -> dict[str, dict[str, int]]:
 # ---------------------------------------------------------------- the checks
 
 def test_binary_is_the_release_asset_for_this_cpu(host) -> None:
+    in_cluster(host)
     asset, sumfile = ASSETS[host.system_info.arch][:2]
     version = host.check_output("/usr/local/bin/k3s --version").split()[2]
     assert version.startswith("v1.") and "+k3s" in version
@@ -126,6 +136,7 @@ def test_binary_is_the_release_asset_for_this_cpu(host) -> None:
 
 
 def test_config_and_token_files(host) -> None:
+    in_cluster(host)
     config = host.file("/etc/rancher/k3s/config.yaml")
     assert (config.user, config.mode) == ("root", 0o600)
     data = yaml.safe_load(host.check_output("sudo cat /etc/rancher/k3s/config.yaml"))
@@ -141,6 +152,7 @@ def test_config_and_token_files(host) -> None:
 
 
 def test_unit_enabled_and_active(host) -> None:
+    in_cluster(host)
     unit = host.service("k3s" if is_server(host) else "k3s-agent")
     assert unit.is_enabled and unit.is_running
     script = "k3s-uninstall.sh" if is_server(host) else "k3s-agent-uninstall.sh"
@@ -149,6 +161,7 @@ def test_unit_enabled_and_active(host) -> None:
 
 
 def test_all_nodes_ready_from_the_server(host) -> None:
+    in_cluster(host)
     if not is_server(host):
         return
     v = hostvars(host)
@@ -161,6 +174,7 @@ def test_all_nodes_ready_from_the_server(host) -> None:
 
 
 def test_login_user_has_kubectl_on_servers(host) -> None:
+    in_cluster(host)
     if not is_server(host):
         return
     kubeconfig = host.file("/home/pi/.kube/config")
@@ -171,6 +185,7 @@ def test_login_user_has_kubectl_on_servers(host) -> None:
 
 
 def test_fetched_kubeconfig_reaches_the_api_with_its_own_credentials(host) -> None:
+    in_cluster(host)
     if not is_first_server(host):
         return
     v = hostvars(host)
@@ -191,6 +206,7 @@ def test_fetched_kubeconfig_reaches_the_api_with_its_own_credentials(host) -> No
 
 
 def test_no_swap_and_cgroup_flags_on_pis(host) -> None:
+    in_cluster(host)
     assert host.file("/proc/swaps").content_string.count("\n") == 1
     if host.file("/etc/rpi-issue").exists:
         assert not host.service("dphys-swapfile").is_enabled
