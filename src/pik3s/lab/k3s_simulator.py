@@ -50,6 +50,10 @@ CONTAINERD_VERSION = "containerd://1.7.23-k3s2"
 HEARTBEAT_SECONDS = float(os.environ.get("PIK3S_SIM_HEARTBEAT", "2"))
 NODE_GRACE_SECONDS = float(os.environ.get("PIK3S_SIM_GRACE", "8"))
 RETRY_SECONDS = float(os.environ.get("PIK3S_SIM_RETRY", "3"))
+# A real K3s server takes seconds from process start to a serving apiserver;
+# the simulator waits this long before it listens, so that a restart is an
+# API outage clients can observe (tests of rolling upgrades rely on it).
+API_START_SECONDS = float(os.environ.get("PIK3S_SIM_API_START", "4"))
 
 # Unit tests of the simulator run several instances on one machine; they put
 # each instance's absolute paths under its own root. The lab never sets this.
@@ -1241,6 +1245,7 @@ class Server:
         ctx.verify_mode = ssl.CERT_OPTIONAL
         bind = self.cfg.get("bind-address") or "0.0.0.0"  # noqa: S104 - K3s listens on all addresses by default
         handler = type("Handler", (ApiHandler,), {"server_obj": self})
+        time.sleep(API_START_SECONDS)
         try:
             self.httpd = http.server.ThreadingHTTPServer((bind, self.port), handler)
         except OSError as exc:
