@@ -30,7 +30,8 @@ from verify_cluster import (  # noqa: E402,F401 - the shared checks, collected h
     test_unit_enabled_and_active,
 )
 
-OLD, NEW = "v1.30.8+k3s1", "v1.31.4+k3s1"
+FIRST, OLD, NEW = "v1.29.12+k3s1", "v1.30.8+k3s1", "v1.31.4+k3s1"
+BROKEN = "/etc/rancher/k3s/config.yaml.d/99-broken.yaml"
 NODES = ["agt1", "srv1", "srv2", "srv3"]
 REPORT = Path(os.environ.get("PIK3S_REPORT_DIR", Path.home() / ".cache" / "pik3s" / "reports"))
 
@@ -56,6 +57,39 @@ class Probe(threading.Thread):
 def _versions(kubeconfig: dict) -> dict[str, str]:
     nodes = api_get(kubeconfig, "/api/v1/nodes")["items"]
     return {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes}
+
+
+def test_a_roll_stops_at_the_first_failing_node(host) -> None:
+    """srv2 cannot start on the new release (a bad setting in a drop-in): the roll
+    stops there, srv3 and agt1 are untouched, the API keeps answering; once
+    fixed, a re-run finishes srv2's upgrade (uncordons it) and the rest."""
+    if host.backend.get_hostname() != "srv1":
+        return
+    kubeconfig = yaml.safe_load((INVENTORY / ".kube" / "k3s.yaml").read_text())
+    assert _versions(kubeconfig) == dict.fromkeys(NODES, FIRST)
+    srv2 = host.get_host("ansible://srv2", ansible_inventory=host.backend.ansible_inventory)
+    srv2.run_expect([0], f"sudo sh -c 'mkdir -p {Path(BROKEN).parent} && "
+                         f"echo \"write-kubeconfig-mode: not-a-mode\" > {BROKEN}'")
+
+    probe = Probe(kubeconfig)
+    probe.start()
+    stopped = run_playbook("playbooks/upgrade.yml", "-e", f"k3s_version={OLD}", "-e", "k3s_ready_timeout=30")
+    probe.stop.set()
+    probe.join()
+    assert stopped.returncode != 0
+    assert failure_messages(stopped.stdout, "srv2"), stopped.stdout[-3000:]
+    assert not failure_messages(stopped.stdout, "srv3") and not failure_messages(stopped.stdout, "agt1")
+    versions = _versions(kubeconfig)
+    assert (versions["srv1"], versions["srv3"], versions["agt1"]) == (OLD, FIRST, FIRST)
+    assert probe.failures == [], probe.failures  # srv1 and srv3 kept answering
+
+    srv2.run_expect([0], f"sudo rm {BROKEN}")
+    srv2.run_expect([0], "sudo systemctl restart k3s")
+    resumed = run_playbook("playbooks/upgrade.yml", "-e", f"k3s_version={OLD}")
+    assert resumed.returncode == 0, resumed.stdout[-4000:]
+    assert _versions(kubeconfig) == dict.fromkeys(NODES, OLD)
+    assert not srv2.file("/var/lib/rancher/k3s/pik3s-upgrade-unfinished").exists
+    assert srv2.check_output("sudo k3s kubectl get node srv2 -o jsonpath={.spec.unschedulable}") == ""
 
 
 def test_rolling_upgrade_keeps_the_api_answering(host) -> None:

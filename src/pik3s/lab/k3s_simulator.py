@@ -1354,6 +1354,9 @@ class Server:
         self.stop.set()
         if self.httpd:
             self.httpd.shutdown()
+            # Stop listening now (new connections are refused), not at exit:
+            # the kernel would otherwise accept connections nobody serves.
+            self.httpd.server_close()
 
     # cluster reset ----------------------------------------------------------
     def cluster_reset(self) -> None:

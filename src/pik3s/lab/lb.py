@@ -3,9 +3,12 @@
 standing in for what an HA rack puts there (kube-vip, haproxy, a router VIP).
 
 Each client connection goes to the next backend in turn; a backend that
-refuses or times out is skipped (and avoided for a few seconds), so a server
-that is stopped for an upgrade does not fail new connections while another
-answers. TLS passes through untouched. Standard library only; it runs inside
+refuses, times out, or closes before answering the client's first bytes is
+skipped (and avoided for a few seconds) and those bytes are replayed to the
+next one (haproxy's "retry-on conn-failure empty-response"), so a server
+that is stopping or starting for an upgrade does not fail a request while
+another answers. TLS passes through untouched; the protocol must be one
+where the client speaks first (TLS is). Standard library only; it runs inside
 the lab's load-balancer container and in the lab's own tests.
 """
 
@@ -18,6 +21,7 @@ import sys
 import time
 
 CONNECT_TIMEOUT = 1.0
+FIRST_ANSWER_TIMEOUT = 5.0
 AVOID_SECONDS = 3.0
 
 
@@ -33,28 +37,43 @@ class Balancer:
         now = time.monotonic()
         return [i for i in idx if self.down_until[i] <= now] + [i for i in idx if self.down_until[i] > now]
 
-    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
+    async def connect(self, first: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+        """A backend that answered ``first`` (the client's opening bytes), and its first answer."""
         errors = []
         for i in self.order():
             host, port = self.backends[i]
+            writer = None
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
-                return reader, writer, f"{host}:{port}"
+                writer.write(first)
+                await writer.drain()
+                answer = await asyncio.wait_for(reader.read(65536), FIRST_ANSWER_TIMEOUT)
+                if answer:
+                    return reader, writer, answer
+                errors.append(f"{host}:{port} closed without answering")
             except (TimeoutError, OSError) as exc:
-                self.down_until[i] = time.monotonic() + AVOID_SECONDS
                 errors.append(f"{host}:{port} {exc.__class__.__name__}")
+            self.down_until[i] = time.monotonic() + AVOID_SECONDS
+            if writer is not None:
+                writer.close()
         raise ConnectionError("no backend answers: " + ", ".join(errors))
 
     async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
-            back_r, back_w, _backend = await self.connect()
-        except ConnectionError as exc:
+            first = await asyncio.wait_for(client_r.read(65536), FIRST_ANSWER_TIMEOUT)
+            if not first:
+                client_w.close()
+                return
+            back_r, back_w, answer = await self.connect(first)
+        except (ConnectionError, TimeoutError, OSError) as exc:
             print(f"[pik3s lab lb] {exc}", flush=True)
             client_w.close()
             return
+        client_w.write(answer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
+                await dst.drain()
                 while data := await src.read(65536):
                     dst.write(data)
                     await dst.drain()

@@ -1,5 +1,6 @@
 """The lab's API load balancer, on loopback: round robin, and no failed
-connection while one backend is down."""
+request while one backend refuses connections or closes them unanswered
+(the client's first bytes are replayed to the next backend)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ async def _backend(name: bytes) -> asyncio.AbstractServer:
         data = await r.readline()
         w.write(name + b":" + data)
         await w.drain()
+        w.close()
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def _closes_at_once() -> asyncio.AbstractServer:
+    """A server that is going away: accepts, then closes without answering."""
+    async def handle(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         w.close()
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
@@ -37,10 +45,10 @@ async def _ask(port: int) -> bytes:
 
 def test_round_robin_and_failover() -> None:
     async def scenario() -> None:
-        a, b = await _backend(b"a"), await _backend(b"b")
+        a, b, going = await _backend(b"a"), await _backend(b"b"), await _closes_at_once()
         dead = _free_port()  # nothing listens here: refused
         backends = [("127.0.0.1", a.sockets[0].getsockname()[1]), ("127.0.0.1", dead),
-                    ("127.0.0.1", b.sockets[0].getsockname()[1])]
+                    ("127.0.0.1", going.sockets[0].getsockname()[1]), ("127.0.0.1", b.sockets[0].getsockname()[1])]
         balancer = lb.Balancer(backends)
         front = await asyncio.start_server(balancer.handle, "127.0.0.1", 0)
         port = front.sockets[0].getsockname()[1]
