@@ -1,7 +1,8 @@
 """The ``pik3s`` command line.
 
 Exit codes: 0 success, 1 the operation failed (message on stderr),
-2 bad usage.
+2 bad usage, 3 the lab is not up (``lab status``), 4 the inventory is
+invalid (``inventory validate``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pik3s import __version__
+from pik3s import inventory as inventory_mod
 from pik3s.errors import Pik3sError
 from pik3s.lab import image, lab, spec
 
@@ -97,6 +99,24 @@ def cmd_lab_inventory(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_INVALID_INVENTORY = 4
+
+
+def cmd_inventory_validate(args: argparse.Namespace) -> int:
+    result = inventory_mod.validate(args.inventory)
+    if args.output == "json":
+        print(json.dumps({"inventory": args.inventory, "valid": result.ok, "hosts": result.hosts,
+                          "problems": result.problems, "unchecked": result.unchecked}, indent=1))
+    else:
+        for problem in result.problems:
+            print(f"problem: {problem}")
+        for item in result.unchecked:
+            print(f"unchecked: {item}")
+        verdict = "valid" if result.ok else f"invalid ({len(result.problems)} problem(s))"
+        print(f"{args.inventory}: {verdict}; {len(result.hosts)} host(s) in k3s_cluster; no host was contacted")
+    return 0 if result.ok else EXIT_INVALID_INVENTORY
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pik3s", description="Deploy and operate K3s on Raspberry Pis and Debian/Ubuntu hosts.")
@@ -139,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_where(p, name=True)
     p.add_argument("--output", "-o", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_lab_status)
+
+    inv_p = sub.add_parser("inventory", help="inventory tools")
+    inv_sub = inv_p.add_subparsers(dest="inventory_command", required=True)
+    p = inv_sub.add_parser("validate", help="check an inventory with the playbooks' preflight rules, offline")
+    p.add_argument("-i", "--inventory", required=True, help="inventory file, directory or script")
+    p.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_inventory_validate)
     return parser
 
 

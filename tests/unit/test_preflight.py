@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import run_ansible
+from tests.conftest import ansible_env, run_ansible
 
 HASH = "ab" * 32
 
@@ -32,6 +34,14 @@ def _inventory(tmp_path: Path, servers: list[str], agents: list[str], hostvars: 
     return path
 
 
+def _offline(inventory: Path) -> tuple[int, list[str]]:
+    """`pik3s inventory validate --output json`: exit code and problems, no host contacted."""
+    res = subprocess.run([sys.executable, "-m", "pik3s.cli", "inventory", "validate", "-i", str(inventory),
+                          "--output", "json"], capture_output=True, text=True, env=ansible_env(), check=False)
+    assert "topsecret" not in res.stdout + res.stderr
+    return res.returncode, json.loads(res.stdout)["problems"] if res.stdout else [res.stderr]
+
+
 def _preflight(inventory: Path, *extra: str) -> tuple[int, str]:
     """Run the check; return its exit code and the failure messages (read as data, not as formatted text)."""
     res = run_ansible("ansible-playbook", "-i", str(inventory), "playbooks/preflight.yml", *extra, timeout=120,
@@ -43,8 +53,10 @@ def _preflight(inventory: Path, *extra: str) -> tuple[int, str]:
 
 
 def test_a_good_inventory_passes(tmp_path: Path) -> None:
-    rc, out = _preflight(_inventory(tmp_path, ["s1"], ["a1", "a2"], {}, {"k3s_token": f"K10{HASH}::server:pw"}))
+    inventory = _inventory(tmp_path, ["s1"], ["a1", "a2"], {}, {"k3s_token": f"K10{HASH}::server:pw"})
+    rc, out = _preflight(inventory)
     assert rc == 0, out
+    assert _offline(inventory) == (0, [])
 
 
 CASES = [
@@ -77,9 +89,14 @@ CASES = [
 @pytest.mark.parametrize(("servers", "agents", "hostvars", "cluster_vars", "message"), CASES)
 def test_rejected_inputs(tmp_path: Path, servers: list[str], agents: list[str], hostvars: dict[str, Any],
                          cluster_vars: dict[str, Any], message: str) -> None:
-    rc, out = _preflight(_inventory(tmp_path, servers, agents, hostvars, cluster_vars))
+    inventory = _inventory(tmp_path, servers, agents, hostvars, cluster_vars)
+    rc, out = _preflight(inventory)
     assert rc == 2, out
     assert message in out
+    # The driver's offline validation applies the same rules: the same messages, exit code 4.
+    offline_rc, problems = _offline(inventory)
+    assert offline_rc == 4
+    assert " | ".join(problems) == out
 
 
 def test_all_problems_reported_at_once(tmp_path: Path) -> None:

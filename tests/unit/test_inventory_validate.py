@@ -1,0 +1,59 @@
+"""`pik3s inventory validate`: offline, the preflight rules, exit codes and output.
+(Every catalogued rejection is compared with the playbook's in test_preflight.py.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pik3s import cli
+
+
+def _write(tmp_path: Path, inv: dict) -> str:
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(inv))
+    return str(path)
+
+
+def _inv(**cluster_vars: object) -> dict:
+    return {"k3s_cluster": {"children": {
+        "server": {"hosts": {"s1": {"ansible_host": "10.9.0.1"}}},
+        "agent": {"hosts": {"a1": {"ansible_host": "10.9.0.2", "ansible_architecture": "armv6l"}}}},
+        "vars": cluster_vars}}
+
+
+def test_arch_is_checked_when_the_inventory_says_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli.main(["inventory", "validate", "-i", _write(tmp_path, _inv())])
+    out = capsys.readouterr().out
+    assert rc == cli.EXIT_INVALID_INVENTORY
+    assert ("problem: a1: armv6l is ARMv6 (Raspberry Pi Zero / Pi 1); K3s needs ARMv7 or newer; "
+            "leave this host out") in out
+    assert out.rstrip().endswith("invalid (1 problem(s)); 2 host(s) in k3s_cluster; no host was contacted")
+
+
+def test_templates_are_listed_as_unchecked_not_guessed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inv = _inv(k3s_api_endpoint="{{ my_vip }}", k3s_version="v1.31.4+k3s1")
+    inv["k3s_cluster"]["children"]["agent"]["hosts"]["a1"].pop("ansible_architecture")
+    rc = cli.main(["inventory", "validate", "-i", _write(tmp_path, inv), "--output", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert doc["valid"] is True and doc["problems"] == [] and sorted(doc["hosts"]) == ["a1", "s1"]
+    assert doc["unchecked"] == ["k3s_api_endpoint (a template; resolved only when a playbook runs)"]
+
+
+def test_an_unreadable_inventory_is_an_error_not_a_verdict(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "hosts.yml"
+    bad.write_text("k3s_cluster: [unclosed\n")
+    rc = cli.main(["inventory", "validate", "-i", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith(f"pik3s: error: cannot read inventory {bad}: ")
+
+
+def test_the_shipped_inventories_are_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    for inventory in ("inventories/sample/hosts.yml", "inventories/ha"):
+        assert cli.main(["inventory", "validate", "-i", inventory]) == 0, capsys.readouterr()
