@@ -44,8 +44,8 @@ def test_templates_are_listed_as_unchecked_not_guessed(tmp_path: Path, capsys: p
     assert doc["unchecked"] == ["k3s_api_endpoint (a template; resolved only when a playbook runs)"]
 
 
-def test_an_unreadable_inventory_is_an_error_not_a_verdict(tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unreadable_inventory_is_an_error_not_a_verdict(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "hosts.yml"
     bad.write_text("k3s_cluster: [unclosed\n")
     rc = cli.main(["inventory", "validate", "-i", str(bad)])
