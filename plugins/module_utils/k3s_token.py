@@ -58,3 +58,15 @@ def mask_token(token):
     if parts["format"] == "secure":
         return f"K10{parts['ca_hash'][:8]}...::{parts['username']}:********"
     return "********"
+
+
+# A secure token inside any text (logs, command output): the password runs to
+# the next blank, quote, backslash or JSON/YAML delimiter.
+_SECURE_IN_TEXT = re.compile(r"K10[0-9a-f]{64}::[a-z][a-z0-9-]*:[\x21-\x7e]+?(?=[\s\"'\\,;}\]]|$)")
+
+
+def mask_tokens_in_text(text):
+    """``text`` with every secure K3s token in it replaced by its masked form."""
+    if not isinstance(text, str) or "K10" not in text:
+        return text
+    return _SECURE_IN_TEXT.sub(lambda m: mask_token(m.group(0)), text)
