@@ -1,24 +1,32 @@
 """The ``pik3s`` command line.
 
-Exit codes: 0 success, 1 the operation failed (message on stderr),
-2 bad usage, 3 the lab is not up (``lab status``), 4 the inventory is
-invalid (``inventory validate``).
+Exit codes (``pik3s.results``): 0 success; 1 pik3s could not do it (one
+message on stderr); 2 bad usage; 3 the lab is not up (``lab status``); 4 the
+inventory breaks the preflight rules (no host contacted); 5 a task failed on
+a host; 6 a host was unreachable (and nothing failed); 130 cancelled.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from pik3s import __version__
+import yaml
+
+from pik3s import __version__, api
 from pik3s import inventory as inventory_mod
 from pik3s.errors import Pik3sError
 from pik3s.lab import image, lab, spec
+from pik3s.progress import LineView, Progress, TtyView, cluster_table, summary
+from pik3s.results import EXIT_ERROR, EXIT_INVALID, EXIT_OK, Result
+from pik3s.runner import OPERATIONS, Event, playbook_path, plays
 
 
 def _progress(msg: str) -> None:
@@ -99,7 +107,7 @@ def cmd_lab_inventory(args: argparse.Namespace) -> int:
     return 0
 
 
-EXIT_INVALID_INVENTORY = 4
+EXIT_INVALID_INVENTORY = EXIT_INVALID
 
 
 def cmd_inventory_validate(args: argparse.Namespace) -> int:
@@ -115,6 +123,178 @@ def cmd_inventory_validate(args: argparse.Namespace) -> int:
         verdict = "valid" if result.ok else f"invalid ({len(result.problems)} problem(s))"
         print(f"{args.inventory}: {verdict}; {len(result.hosts)} host(s) in k3s_cluster; no host was contacted")
     return 0 if result.ok else EXIT_INVALID_INVENTORY
+
+
+# ---- cluster operations ------------------------------------------------------------------------
+
+def parse_extravars(items: list[str]) -> dict[str, Any]:
+    """-e values, in order (later wins, as in ansible-playbook): ``key=value`` (a string) or
+    ``@file`` (a YAML/JSON mapping)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if item.startswith("@"):
+            path = Path(item[1:]).expanduser()
+            try:
+                data = yaml.safe_load(path.read_text())
+            except OSError as exc:
+                raise Pik3sError(f"-e {item}: cannot read {path}: {exc.strerror}") from None
+            except yaml.YAMLError as exc:
+                raise Pik3sError(f"-e {item}: not YAML/JSON ({str(exc).splitlines()[0]})") from None
+            if not isinstance(data, dict):
+                raise Pik3sError(f"-e {item}: the file must hold a mapping of variables")
+            out.update(data)
+        elif "=" in item and not item.startswith("="):
+            key, _, value = item.partition("=")
+            out[key.strip()] = value
+        else:
+            raise Pik3sError(f"-e {item!r}: use key=value or @file")
+    return out
+
+
+def _views(args: argparse.Namespace, title: str, phases: list[str], hosts: list[str]) -> Any:
+    if args.output == "json":
+        return None
+    if args.output == "jsonl":
+        class JsonLines:
+            def feed(self, ev: Event) -> None:
+                print(json.dumps(ev.to_dict()), flush=True)
+
+            def close(self) -> None:
+                pass
+        return JsonLines()
+    progress = Progress(phases, list(hosts))
+    if sys.stderr.isatty():
+        return TtyView(progress, title)
+    return LineView(progress)
+
+
+def _report(args: argparse.Namespace, result: Result) -> int:
+    if args.output == "json":
+        print(json.dumps(result.to_dict(), indent=1))
+    elif args.output == "jsonl":
+        print(json.dumps({"type": "result", **result.to_dict()}), flush=True)
+    else:
+        print(summary(result))
+    return result.exit_code
+
+
+def run_operation(args: argparse.Namespace, operation: str, **kw: Any) -> int:
+    op = OPERATIONS[operation]
+    started = api.start(operation, args.inventory, extravars={**kw.pop("extravars", {}),
+                                                               **parse_extravars(args.extra_vars)},
+                        limit=kw.pop("limit", args.limit), verbosity=args.verbose, timeout=args.timeout, **kw)
+    if isinstance(started, Result):  # invalid inventory: nothing ran
+        return _report(args, started)
+    view = _views(args, op.title, plays(playbook_path(op.playbook)), started.hosts)
+    try:
+        for ev in started.events():
+            if view is not None:
+                view.feed(ev)
+    except KeyboardInterrupt:
+        _progress("cancelling (ansible-playbook is being stopped)")
+        started.cancel()
+        for _ in started.events():
+            pass
+    if view is not None:
+        view.close()
+    return _report(args, started.wait())
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    return run_operation(args, "deploy")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    return run_operation(args, "check")
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    return run_operation(args, "add_nodes", limit=",".join(args.nodes), require_hosts=args.nodes)
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    return run_operation(args, "remove_nodes", extravars={"k3s_remove": ",".join(args.nodes)},
+                         require_hosts=args.nodes)
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    return run_operation(args, "upgrade", extravars={"k3s_version": args.k3s_version} if args.k3s_version else {})
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    return run_operation(args, "backup")
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    path = Path(args.backup).expanduser().resolve()
+    if not (path / "snapshot").is_file():
+        raise Pik3sError(f"{args.backup} is not a pik3s backup (no snapshot file in it)")
+    return run_operation(args, "restore", extravars={"k3s_restore": str(path)})
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise Pik3sError("reset removes K3s and ALL its data from the hosts: pass --yes to run it "
+                             "without a terminal; nothing was changed")
+        answer = input(f"This removes K3s and ALL its data from the hosts of {args.inventory}"
+                       f"{' (limit ' + args.limit + ')' if args.limit else ''}. Type 'yes' to go on: ")
+        if answer.strip() != "yes":
+            raise Pik3sError("reset not confirmed; nothing was changed")
+    return run_operation(args, "reset", extravars={"k3s_reset_confirm": True,
+                                                   "k3s_reset_revert_prepare": args.revert_prepare})
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    args.output = args.output if args.output != "text" else "status"
+    started = api.start("status", args.inventory, extravars=parse_extravars(args.extra_vars),
+                        verbosity=args.verbose, timeout=args.timeout)
+    result = started if isinstance(started, Result) else started.wait()
+    if args.output != "status":
+        return _report(args, result)
+    if result.ok and result.cluster is not None:
+        print(cluster_table(result))
+        return EXIT_OK if result.cluster.nodes else EXIT_ERROR
+    print(summary(result))
+    return result.exit_code
+
+
+# ---- demo --------------------------------------------------------------------------------------
+
+def _lab_inventory() -> Path:
+    return inventory_mod.collections_root() / "ansible_collections/pik3s/cluster/inventories/lab"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.demo_command == "down":
+        removed = lab.down(spec.load_spec(None).name, args.state_dir, progress=_progress)
+        _progress("seed lab removed" if removed else "no seed lab to remove")
+        return 0
+    lab_spec = spec.load_spec(None)
+    started = time.monotonic()
+    _progress(f"bringing up the seed lab '{lab_spec.name}': "
+              + ", ".join(f"{h.name} ({h.model}, {h.arch})" for h in lab_spec.hosts))
+    record = lab.up(lab_spec, args.state_dir, progress=_progress)
+    _progress(f"lab up after {time.monotonic() - started:.0f}s")
+    simulated = not args.release_url
+    if simulated:
+        _progress("K3s comes from the lab mirror, where it is the pik3s K3s SIMULATOR (test equipment: "
+                  "no containers run); --release-url/--k3s-version point at real K3s releases")
+    extravars: dict[str, Any] = {}
+    if args.k3s_version:
+        extravars["k3s_version"] = args.k3s_version
+    if args.release_url:
+        # real binaries: not the lab's cache of simulator "releases"
+        extravars["k3s_release_url"] = args.release_url
+        extravars["k3s_cache_dir"] = inventory_mod.role_defaults("_common")["k3s_cache_dir"]
+    os.environ["PIK3S_LAB_STATE_DIR"] = record.state_dir
+    args.inventory, args.limit = str(_lab_inventory()), None
+    rc = run_operation(args, "deploy", extravars=extravars)
+    if args.output == "text":
+        print(f"\ndemo: {time.monotonic() - started:.0f}s in all; remove it with `pik3s demo down`")
+        if simulated:
+            print("demo: the nodes above run the pik3s K3s simulator, not K3s")
+    return rc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +346,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--inventory", required=True, help="inventory file, directory or script")
     p.add_argument("--output", "-o", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_inventory_validate)
+
+    def add_run(p: argparse.ArgumentParser, inventory: bool = True, limit: bool = True) -> None:
+        if inventory:
+            p.add_argument("-i", "--inventory", required=True, help="inventory file, directory or script")
+        if limit:
+            p.add_argument("-l", "--limit", default=None, help="only these hosts (an Ansible host pattern)")
+        p.add_argument("-e", "--extra-vars", dest="extra_vars", action="append", default=[],
+                       metavar="KEY=VALUE|@FILE", help="extra variables, as for ansible-playbook (repeatable)")
+        p.add_argument("-v", "--verbose", action="count", default=0,
+                       help="more detail from Ansible (-vvv ...); also Python tracebacks on errors")
+        p.add_argument("--output", "-o", choices=("text", "json", "jsonl"), default="text",
+                       help="text: live progress + summary; json: one result document; "
+                            "jsonl: events as JSON lines, then the result")
+        p.add_argument("--timeout", type=int, default=None, help="cancel the run after this many seconds")
+
+    for verb, func, text in (
+            ("deploy", cmd_deploy, "deploy or converge the cluster (site.yml)"),
+            ("check", cmd_check, "dry run of deploy (site.yml --check): what would change, per host"),
+            ("backup", cmd_backup, "etcd snapshot of the cluster, fetched to this machine")):
+        p = sub.add_parser(verb, help=text)
+        add_run(p)
+        p.set_defaults(func=func)
+    p = sub.add_parser("add", help="join hosts that are in the inventory but not yet in the cluster")
+    p.add_argument("nodes", nargs="+", metavar="NODE", help="inventory hostname")
+    add_run(p, limit=False)
+    p.set_defaults(func=cmd_add, limit=None)
+    p = sub.add_parser("remove", help="drain, uninstall and delete nodes")
+    p.add_argument("nodes", nargs="+", metavar="NODE", help="inventory hostname")
+    add_run(p, limit=False)
+    p.set_defaults(func=cmd_remove, limit=None)
+    p = sub.add_parser("upgrade", help="rolling upgrade (servers one at a time, then agents in batches)")
+    p.add_argument("--k3s-version", default=None, help="target release, e.g. v1.31.4+k3s1 "
+                                                       "(default: the inventory's k3s_version or channel)")
+    add_run(p)
+    p.set_defaults(func=cmd_upgrade)
+    p = sub.add_parser("restore", help="restore the cluster from a backup directory")
+    p.add_argument("backup", help="a directory made by `pik3s backup` (…/.backups/pik3s-<node>-<time>)")
+    add_run(p)
+    p.set_defaults(func=cmd_restore)
+    p = sub.add_parser("reset", help="remove K3s and all its data from the hosts")
+    p.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
+    p.add_argument("--revert-prepare", action="store_true",
+                   help="also undo prepare (cgroup flags, swap, module and sysctl files)")
+    add_run(p)
+    p.set_defaults(func=cmd_reset)
+    p = sub.add_parser("status", help="nodes, roles, Ready, versions, from the first server")
+    add_run(p, limit=False)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("demo", help="bring up the seed lab (3 x Pi 4 + 2 x Pi 3) and deploy K3s onto it")
+    p.add_argument("demo_command", nargs="?", choices=("up", "down"), default="up",
+                   help="up (default): lab up + deploy + status; down: remove the lab")
+    p.add_argument("--k3s-version", default=None, help="release to install (default: the channel's newest)")
+    p.add_argument("--release-url", default=None,
+                   help="download K3s from here (e.g. https://github.com/k3s-io/k3s/releases/download) "
+                        "instead of the lab mirror's simulator")
+    p.add_argument("--state-dir", type=Path, default=None, help="the lab's state directory")
+    add_run(p, inventory=False, limit=False)
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -176,9 +415,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except Pik3sError as exc:
         print(f"pik3s: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # one readable line, the traceback only with -v
+        if getattr(args, "verbose", 0):
+            raise
+        print(f"pik3s: error: {type(exc).__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

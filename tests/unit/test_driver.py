@@ -1,0 +1,455 @@
+"""The driver's API and CLI without lab hosts: argument building, events -> results and progress,
+exit codes, secret masking, the JSON schema, and real ansible-runner runs of local playbooks."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from pik3s import api, cli, runner
+from pik3s import inventory as inventory_mod
+from pik3s.errors import Pik3sError
+from pik3s.masking import MASK, Masker, secret_values
+from pik3s.progress import LineView, Progress, TtyView, summary
+from pik3s.results import (
+    EXIT_CANCELLED,
+    EXIT_ERROR,
+    EXIT_HOST_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    ClusterFacts,
+    Failure,
+    HostStats,
+    Result,
+)
+from tests.conftest import ROOT
+
+TOKEN = "K10" + "ab" * 32 + "::server:Sup3rS3cretPassw0rd"
+SHORT_TOKEN = "plain-short-token-42"
+SCHEMA = json.loads((resources.files("pik3s") / "data" / "result.schema.json").read_text())
+
+
+def _ev(event: str, counter: int = 1, **data: Any) -> dict[str, Any]:
+    return {"event": event, "counter": counter, "created": "2026-11-29T08:00:00", "event_data": data,
+            "stdout": data.pop("stdout", "")}
+
+
+# ---- argument building --------------------------------------------------------------------------
+
+def test_runner_kwargs_are_built_in_one_place(tmp_path: Path) -> None:
+    kw = runner.runner_kwargs(playbook=tmp_path / "p.yml", inventory=tmp_path / "inv", private_dir=tmp_path,
+                              extravars_file=tmp_path / "extravars.json", limit="a,b", verbosity=2, check=True,
+                              timeout=30)
+    assert kw["suppress_env_files"] is True and kw["suppress_output_file"] is True and kw["quiet"] is True
+    assert kw["extravars"] == str(tmp_path / "extravars.json")  # a file: -e @file, not values on argv
+    assert kw["cmdline"] == "--check" and kw["limit"] == "a,b" and kw["verbosity"] == 2 and kw["timeout"] == 30
+    env = kw["envvars"]
+    assert env["ANSIBLE_COLLECTIONS_PATH"] == str(inventory_mod.collections_root())
+    assert env["PATH"].split(os.pathsep)[0] == str(Path(inventory_mod.ansible_tool("ansible-playbook")).parent)
+    plain = runner.runner_kwargs(playbook=tmp_path / "p.yml", inventory=tmp_path / "inv", private_dir=tmp_path,
+                                 extravars_file=None, limit=None, verbosity=0, check=False, timeout=None)
+    assert plain["cmdline"] is None and plain["extravars"] is None and plain["limit"] is None
+
+
+def test_every_operation_names_a_collection_playbook() -> None:
+    for op in runner.OPERATIONS.values():
+        assert runner.playbook_path(op.playbook).is_file(), op
+    assert runner.OPERATIONS["check"].check and not runner.OPERATIONS["deploy"].check
+
+
+def test_phases_follow_import_playbook() -> None:
+    names = runner.plays(runner.playbook_path("site"))
+    assert names[0] == "Gather facts and check the inventory"
+    assert names[-1] == "Report the cluster"
+    assert "Join the agents" in names and len(names) == 7
+
+
+@pytest.mark.parametrize(("items", "expected"), [
+    (["a=1", "b=x=y"], {"a": "1", "b": "x=y"}),
+    (["a=1", "a=2"], {"a": "2"}),
+    (["k3s_version="], {"k3s_version": ""}),
+])
+def test_extravars_key_value(items: list[str], expected: dict[str, str]) -> None:
+    assert cli.parse_extravars(items) == expected
+
+
+def test_extravars_from_file(tmp_path: Path) -> None:
+    f = tmp_path / "vars.yml"
+    f.write_text("k3s_agent_batch: 2\nnested: {a: [1, 2]}\n")
+    assert cli.parse_extravars([f"@{f}", "x=y"]) == {"k3s_agent_batch": 2, "nested": {"a": [1, 2]}, "x": "y"}
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("novalue", "-e 'novalue': use key=value or @file"),
+    ("@/nonexistent/vars.yml", "-e @/nonexistent/vars.yml: cannot read /nonexistent/vars.yml: No such file"),
+])
+def test_extravars_errors(item: str, message: str) -> None:
+    with pytest.raises(Pik3sError, match="^" + message.replace("(", r"\(")):
+        cli.parse_extravars([item])
+
+
+def test_extravars_file_must_be_a_mapping(tmp_path: Path) -> None:
+    f = tmp_path / "list.yml"
+    f.write_text("- 1\n")
+    with pytest.raises(Pik3sError, match="the file must hold a mapping"):
+        cli.parse_extravars([f"@{f}"])
+
+
+# ---- inventory descriptions ---------------------------------------------------------------------
+
+def test_build_inventory_from_a_description() -> None:
+    inv = inventory_mod.build({
+        "servers": ["pi4-1"],
+        "agents": [{"name": "pi3-1", "host": "10.0.0.13", "user": "ubuntu", "arch": "armv7l"}, "10.0.0.14"],
+        "user": "pi", "vars": {"k3s_version": "v1.31.4+k3s1"}})
+    assert inv == {"k3s_cluster": {
+        "children": {"server": {"hosts": {"pi4-1": None}},
+                     "agent": {"hosts": {"pi3-1": {"ansible_host": "10.0.0.13", "ansible_user": "ubuntu",
+                                                   "ansible_architecture": "armv7l"},
+                                         "10.0.0.14": None}}},
+        "vars": {"k3s_version": "v1.31.4+k3s1", "ansible_user": "pi"}}}
+
+
+@pytest.mark.parametrize(("description", "message"), [
+    ({"agents": ["a"]}, "inventory description: servers must list at least one host"),
+    ({"servers": ["a"], "agents": ["a"]}, "inventory description: a is listed twice"),
+    ({"servers": ["a"], "nodes": []}, "inventory description: unknown key(s) nodes"),
+    ({"servers": [{"host": "a", "ip": "1"}]}, "inventory description: servers[0]: unknown key(s) ip"),
+    ({"servers": [{"user": "pi"}]}, "inventory description: servers[0]: a host needs a name or host"),
+])
+def test_bad_descriptions(description: dict[str, Any], message: str) -> None:
+    with pytest.raises(Pik3sError) as err:
+        inventory_mod.build(description)
+    assert str(err.value).startswith(message)
+
+
+def test_description_written_private_and_validated(tmp_path: Path) -> None:
+    path = inventory_mod.write({"servers": ["s1"], "agents": ["a1"], "vars": {"k3s_token": SHORT_TOKEN}},
+                               tmp_path / "c")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert inventory_mod.validate(str(path)).ok
+    bad = api.start("deploy", {"servers": ["s1", "s2"], "agents": [], "vars": {"k3s_cluster_config": {}}},
+                    state_dir=tmp_path / "even")
+    assert isinstance(bad, Result) and bad.status == "invalid" and bad.exit_code == EXIT_INVALID
+    assert any("odd number" in p for p in bad.problems), bad.problems
+
+
+# ---- events -> results --------------------------------------------------------------------------
+
+STATS = _ev("playbook_on_stats", 99, ok={"s1": 5, "a1": 3}, changed={"s1": 2}, failures={"a1": 1},
+            dark={"a2": 1}, skipped={"s1": 1}, processed={"s1": 1, "a1": 1, "a2": 1},
+            artifact_data={"pik3s_cluster": {
+                "name": "k3s", "api_endpoint": "https://10.0.0.1:6443", "kubeconfig": "/nonexistent/k3s.yaml",
+                "read_from": "s1", "error": "",
+                "nodes": [{"name": "s1", "roles": ["control-plane", "master"], "ready": True, "schedulable": True,
+                           "version": "v1.31.4+k3s1", "arch": "arm64", "address": "10.0.0.1"}]},
+                "pik3s_backup": {"path": "/b/pik3s-s1-1"}})
+
+
+def _collect(*events: dict[str, Any]) -> tuple[runner._Collector, list[runner.Event]]:
+    c = runner._Collector()
+    out = [e for e in (c.feed(ev) for ev in events) if e is not None]
+    return c, out
+
+
+def test_events_fold_into_stats_failures_changes() -> None:
+    c, evs = _collect(
+        _ev("playbook_on_play_start", 1, play="Prepare the hosts"),
+        _ev("playbook_on_task_start", 2, task="Install"),
+        _ev("runner_on_ok", 3, host="s1", task="Install", res={"changed": True}),
+        _ev("runner_on_ok", 4, host="s1", task="Install", res={"changed": True}),
+        _ev("runner_on_ok", 5, host="a1", task="Install", res={"changed": False}),
+        _ev("runner_on_failed", 6, host="a1", task="Start", res={"msg": "unit failed", "rc": 1}),
+        _ev("runner_on_failed", 7, host="s1", task="Probe", ignore_errors=True, res={"msg": "fine"}),
+        _ev("runner_on_unreachable", 8, host="a2", task="Gather", res={"msg": "ssh: connect: refused"}),
+        _ev("runner_on_failed", 9, host="a1", task="Secret", res={"censored": "the output has been hidden"}),
+        STATS)
+    assert [e.kind for e in evs] == ["play", "task", "changed", "changed", "ok", "failed", "ok", "unreachable",
+                                     "failed", "stats"]
+    assert evs[2].phase == 1 and evs[2].play == "Prepare the hosts"
+    assert c.changes == {"s1": ["Install"]}
+    assert c.failures == [Failure("a1", "Start", "unit failed"),
+                          Failure("a2", "Gather", "ssh: connect: refused", unreachable=True),
+                          Failure("a1", "Secret", "the output has been hidden")]
+    assert c.stats["s1"] == HostStats(ok=5, changed=2, skipped=1)
+    assert c.stats["a2"] == HostStats(unreachable=1)
+    assert c.artifact_data["pik3s_backup"] == {"path": "/b/pik3s-s1-1"}
+
+
+@pytest.mark.parametrize(("res", "message"), [
+    ({"msg": " boom \n"}, "boom"),
+    ({"rc": 3, "stderr": "no such unit", "stdout": ""}, "rc 3; no such unit"),
+    ({}, "failed (no message)"),
+])
+def test_failure_message(res: dict[str, Any], message: str) -> None:
+    assert runner._message(res) == message
+
+
+def _finished(events: list[dict[str, Any]], status: str, rc: int | None, op: str = "deploy") -> Result:
+    run = runner.Run(runner.OPERATIONS[op], Path("/inv"), masker=Masker())
+    for ev in events:
+        run._on_event(ev)
+    run._finish(status, rc)
+    return run.result
+
+
+@pytest.mark.parametrize(("events", "status", "rc", "expected", "code"), [
+    ([STATS], "successful", 0, "successful", EXIT_OK),
+    ([_ev("runner_on_failed", host="a", task="t", res={"msg": "x"})], "failed", 2, "failed", EXIT_HOST_FAILED),
+    ([_ev("runner_on_unreachable", host="a", task="t", res={"msg": "x"})], "failed", 4, "unreachable",
+     EXIT_UNREACHABLE),
+    ([_ev("runner_on_unreachable", host="a", task="t", res={"msg": "x"}),
+      _ev("runner_on_failed", host="b", task="t", res={"msg": "y"})], "failed", 2, "failed", EXIT_HOST_FAILED),
+    ([], "canceled", 254, "canceled", EXIT_CANCELLED),
+    ([], "timeout", 254, "canceled", EXIT_CANCELLED),
+    ([_ev("verbose", stdout="ERROR! the playbook: x could not be found")], "failed", 1, "error", EXIT_ERROR),
+])
+def test_status_and_exit_code(events: list[dict[str, Any]], status: str, rc: int, expected: str,
+                              code: int) -> None:
+    result = _finished(events, status, rc)
+    assert (result.status, result.exit_code) == (expected, code)
+    jsonschema.validate(result.to_dict(), SCHEMA)
+
+
+def test_error_result_says_what_ansible_said() -> None:
+    result = _finished([_ev("verbose", stdout="ERROR! the playbook: x could not be found")], "failed", 1)
+    assert result.error == "ERROR! the playbook: x could not be found"
+
+
+def test_cluster_facts_are_typed_and_schema_valid() -> None:
+    result = _finished([STATS], "successful", 0)
+    assert result.cluster == ClusterFacts(
+        name="k3s", api_endpoint="https://10.0.0.1:6443", kubeconfig="/nonexistent/k3s.yaml",
+        kubeconfig_exists=False, read_from="s1", error="",
+        nodes=[runner.ClusterFacts.from_stats(STATS["event_data"]["artifact_data"]["pik3s_cluster"]).nodes[0]])
+    assert result.cluster.nodes[0].roles == ["control-plane", "master"]
+    assert result.data == {"pik3s_backup": {"path": "/b/pik3s-s1-1"}}
+    doc = result.to_dict()
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["exit_code"] == 0 and doc["schema_version"] == 1
+    invalid = Result("deploy", "site", "inv", status="invalid", problems=["x"])
+    jsonschema.validate(invalid.to_dict(), SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**doc, "status": "fine"}, SCHEMA)
+
+
+# ---- masking ------------------------------------------------------------------------------------
+
+def test_secret_values_found_by_name() -> None:
+    found = secret_values({"k3s_token": TOKEN, "all": {"vars": {"db_password": "hunter2-long"}},
+                           "ansible_ssh_private_key_file": "/home/pi/.ssh/id", "short_secret": "abc",
+                           "k3s_token_tpl": "{{ lookup('env', 'T') }}", "k3s_version": "v1.31.4+k3s1"})
+    assert found == {TOKEN, "Sup3rS3cretPassw0rd", "hunter2-long"}
+
+
+def test_masker_masks_values_tokens_and_keys_everywhere() -> None:
+    m = Masker({SHORT_TOKEN})
+    generated = "K10" + "cd" * 32 + "::server:" + "f" * 32  # a token nobody told pik3s about
+    event = {"stdout": f"token={SHORT_TOKEN} joined with {generated}",
+             "event_data": {"res": {"cmd": ["k3s", "--token", SHORT_TOKEN],
+                                    "content": "-----BEGIN EC PRIVATE KEY-----\nMHcC\n-----END EC PRIVATE KEY-----",
+                                    "kubeconfig": "client-key-data: LS0tLS1CRUdJTiBFQyBQUklWQVRF"},
+                            SHORT_TOKEN: "as a key too"}}
+    m.in_place(event)
+    text = json.dumps(event)
+    for secret in (SHORT_TOKEN, "f" * 32, "MHcC", "LS0tLS1CRUdJTiBFQyBQUklWQVRF"):
+        assert secret not in text
+    assert "K10cdcdcdcd...::server:********" in text and f"client-key-data: {MASK}" in text
+
+
+# ---- progress -----------------------------------------------------------------------------------
+
+def _events(*specs: tuple[str, int, str, str]) -> list[runner.Event]:
+    return [runner.Event(kind, phase, f"play {phase}", task, host) for kind, phase, task, host in specs]
+
+
+def test_progress_tracks_each_host() -> None:
+    p = Progress(["a", "b", "c"], ["s1", "a1"])
+    for ev in _events(("play", 1, "", ""), ("start", 1, "t1", "s1"), ("changed", 1, "t1", "s1"),
+                      ("ok", 1, "t1", "a1"), ("play", 2, "", ""), ("start", 2, "t2", "s1"),
+                      ("unreachable", 2, "t2", "a1"), ("ok", 2, "t3", "a1")):
+        p.feed(ev)
+    assert p.phase == 2 and p.total == 3
+    assert (p.hosts["s1"].phase, p.hosts["s1"].task, p.hosts["s1"].changed, p.hosts["s1"].state) == (2, "t2", 1,
+                                                                                                    "running")
+    assert (p.hosts["a1"].state, p.hosts["a1"].task, p.hosts["a1"].failed) == ("unreachable", "t2", 1)
+
+
+def test_line_view_prints_plays_changes_failures_only() -> None:
+    out = io.StringIO()
+    view = LineView(Progress(["p1", "p2"]), out)
+    for ev in _events(("play", 1, "", ""), ("ok", 1, "quiet", "s1"), ("changed", 1, "Install", "s1")):
+        view.feed(ev)
+    view.feed(runner.Event("failed", 1, "play 1", "Start", "a1", "unit failed"))
+    lines = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines == ["phase 1/2: play 1", "s1: changed: Install", "a1: FAILED: Start: unit failed"]
+
+
+def test_tty_view_draws_a_bar_per_host_and_redraws_in_place() -> None:
+    out = io.StringIO()
+    view = TtyView(Progress(["p1", "p2", "p3", "p4"], ["srv", "agent-1"]), "deploy K3s", out, width=120)
+    for ev in _events(("play", 1, "", ""), ("start", 1, "Prepare", "srv"), ("play", 2, "", ""),
+                      ("start", 2, "Install the K3s binary", "srv")):
+        view.feed(ev)
+    lines = view.lines()
+    assert lines[0].startswith("pik3s deploy K3s · ") and "phase 2/4 ██████░░░░░░ play 2" in lines[0]
+    assert lines[1].split() == ["srv", "██████░░░░░░", "2/4", "ok", "0", "changed", "0", "Install", "the", "K3s",
+                                "binary"]
+    assert "░" * 12 in lines[2] and "0/4" in lines[2]
+    assert "\x1b[3F" in out.getvalue()  # moved back up over the 3 lines drawn before
+
+
+def test_summary_of_a_check_and_a_failure() -> None:
+    r = Result("check", "site", "inv", status="failed", rc=2, check=True,
+               hosts={"s1": HostStats(ok=3, changed=1), "a1": HostStats(failed=1)},
+               changes={"s1": ["Write config"]}, failures=[Failure("a1", "Start", "unit failed\nline 2")])
+    text = summary(r)
+    assert "would change:\n  s1: Write config" in text
+    assert "a1 failed: Start\n  unit failed\n  line 2" in text
+    assert text.endswith("pik3s check: FAILED (0s, exit 5)")
+
+
+# ---- real runs (local connection, a test playbook) ------------------------------------------------
+
+PLAYBOOK = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Say the secret (what a careless role might do)
+      ansible.builtin.debug:
+        msg: "token is {{ k3s_token }} and {{ generated }}"
+    - name: Change something
+      ansible.builtin.command: "true"
+      changed_when: true
+    - name: Wait, if asked
+      ansible.builtin.wait_for:
+        timeout: "{{ wait | default(0) | int }}"
+      when: wait is defined
+    - name: Fail on b
+      ansible.builtin.fail:
+        msg: "b fails, token {{ k3s_token }}"
+      when: inventory_hostname == 'b'
+    - name: Report
+      ansible.builtin.set_stats:
+        data: {seen: "{{ k3s_token }}"}
+      run_once: true
+"""
+GENERATED = "K10" + "12" * 32 + "::server:" + "9" * 32
+
+
+@pytest.fixture
+def local_play(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    play = tmp_path / "play.yml"
+    play.write_text(PLAYBOOK)
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("k3s_cluster:\n  children:\n    server:\n      hosts: {a: {ansible_connection: local}}\n"
+                   "    agent:\n      hosts: {b: {ansible_connection: local}}\n"
+                   "  vars: {ansible_python_interpreter: '{{ ansible_playbook_python }}'}\n")
+    monkeypatch.setitem(runner.OPERATIONS, "deploy", runner.Operation("deploy", str(play), "test"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where private data dirs go: look for leftovers
+    return inv, tmp_path
+
+
+def test_real_run_masks_secrets_and_cleans_up(local_play: tuple[Path, Path]) -> None:
+    inv, tmp = local_play
+    seen: list[runner.Event] = []
+    private: list[str] = []
+
+    def on_event(ev: runner.Event) -> None:
+        seen.append(ev)
+        private.extend(str(p) for p in tmp.glob("pik3s-run-*"))
+
+    run = api.start("deploy", inv, extravars={"k3s_token": SHORT_TOKEN, "generated": GENERATED},
+                    verbosity=3, on_event=on_event)
+    assert isinstance(run, runner.Run)
+    assert run.private_dir is not None and stat.S_IMODE(run.private_dir.stat().st_mode) == 0o700
+    result = run.wait(120)
+    assert result.status == "failed" and result.exit_code == EXIT_HOST_FAILED
+    assert result.failures == [Failure("b", "Fail on b", f"b fails, token {MASK}")]
+    assert result.hosts["a"].changed == 1 and result.hosts["b"].failed == 1
+    assert result.changes == {"a": ["Change something"], "b": ["Change something"]}
+    assert result.data == {"seen": MASK}
+    blob = json.dumps([e.to_dict() for e in seen]) + json.dumps(result.to_dict())
+    assert SHORT_TOKEN not in blob and "9" * 32 not in blob and f"token is {MASK}" in blob
+    assert private, "the private data dir existed during the run"
+    assert not list(tmp.glob("pik3s-run-*")), "the private data dir (artifacts, extravars) is removed"
+    jsonschema.validate(result.to_dict(), SCHEMA)
+
+
+def test_real_run_can_be_cancelled(local_play: tuple[Path, Path]) -> None:
+    inv, tmp = local_play
+    run = api.start("deploy", inv, extravars={"k3s_token": SHORT_TOKEN, "generated": "x", "wait": 60})
+    assert isinstance(run, runner.Run)
+    started = time.monotonic()
+    for ev in run.events():
+        if ev.kind == "task" and ev.task == "Wait, if asked":
+            run.cancel()
+    result = run.wait(60)
+    assert result.status == "canceled" and result.exit_code == EXIT_CANCELLED
+    assert time.monotonic() - started < 40
+    assert not list(tmp.glob("pik3s-run-*"))
+
+
+# ---- CLI ----------------------------------------------------------------------------------------
+
+def test_cli_invalid_inventory_exit_4_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("k3s_cluster:\n  children:\n    server:\n      hosts: {s1: {ansible_host: 192.0.2.1}, "
+                   "s2: {ansible_host: 192.0.2.2}}\n  vars: {k3s_token: 'K10abc::server:x'}\n")
+    rc = cli.main(["deploy", "-i", str(inv), "--output", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    jsonschema.validate(doc, SCHEMA)
+    assert rc == EXIT_INVALID == doc["exit_code"] and doc["status"] == "invalid" and doc["rc"] is None
+    assert "K10abc" not in json.dumps(doc)
+    assert any("odd number" in p for p in doc["problems"])
+
+
+def test_cli_reset_needs_yes_without_a_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    rc = cli.main(["reset", "-i", str(ROOT / "inventories/sample/hosts.yml")])
+    assert rc == EXIT_ERROR
+    assert capsys.readouterr().err == ("pik3s: error: reset removes K3s and ALL its data from the hosts: pass "
+                                       "--yes to run it without a terminal; nothing was changed\n")
+
+
+def test_cli_unknown_node_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli.main(["add", "nope", "-i", str(ROOT / "inventories/sample/hosts.yml")])
+    err = capsys.readouterr().err
+    assert rc == EXIT_ERROR and err.startswith("pik3s: error: not in the inventory's k3s_cluster group: nope (it has")
+    assert "Traceback" not in err
+
+
+def test_cli_unexpected_error_has_no_traceback_unless_verbose(monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    def boom(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("disk on fire")
+    monkeypatch.setattr(api, "start", boom)
+    assert cli.main(["deploy", "-i", "x"]) == EXIT_ERROR
+    assert capsys.readouterr().err == "pik3s: error: RuntimeError: disk on fire (run with -v for the traceback)\n"
+    with pytest.raises(RuntimeError):
+        cli.main(["deploy", "-i", "x", "-v"])
+
+
+def test_cli_jsonl_streams_events_then_the_result(local_play: tuple[Path, Path],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    inv, _ = local_play
+    rc = cli.main(["deploy", "-i", str(inv), "-o", "jsonl", "-e", f"k3s_token={SHORT_TOKEN}", "-e", "generated=g",
+                   "--limit", "a"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rc == EXIT_OK
+    assert lines[-1]["type"] == "result" and lines[-1]["limit"] == "a" and set(lines[-1]["hosts"]) == {"a"}
+    assert {"play", "task", "changed", "stats"} <= {ev["kind"] for ev in lines[:-1]}
+    assert SHORT_TOKEN not in json.dumps(lines)
+    jsonschema.validate({k: v for k, v in lines[-1].items()}, SCHEMA)
