@@ -6,8 +6,9 @@ anyone sees or stores them, folded into a typed ``Result``
 (``pik3s.results``). Each run gets a private data directory (0700) that pik3s
 creates and removes when the run ends; the extra variables go there as a
 0600 file (``-e @file``), never on a command line that ``ps`` shows; no
-``env/`` files are written (``suppress_env_files``) and no ``stdout``
-artifact (``suppress_output_file``).
+``env/`` files are written (``suppress_env_files``), no ``stdout``
+artifact (``suppress_output_file``) and no ``job_events/`` (the event
+handler keeps what pik3s needs in memory and tells ansible-runner not to).
 """
 
 from __future__ import annotations
@@ -203,6 +204,9 @@ def _ansible_env() -> dict[str, str]:
     return env
 
 
+RUNNER_SETTINGS = {"suppress_output_file": True, "suppress_ansible_output": True}
+
+
 def runner_kwargs(*, playbook: Path, inventory: Path, private_dir: Path, extravars_file: Path | None,
                   limit: str | None, verbosity: int, check: bool, timeout: int | None) -> dict[str, Any]:
     """ansible-runner's arguments for one run (everything but the callbacks)."""
@@ -259,6 +263,10 @@ class Run:
         self.result.started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         self._started = time.monotonic()
         self.private_dir = Path(tempfile.mkdtemp(prefix="pik3s-run-"))  # 0700
+        # ansible-runner takes these two from env/settings only (an argument is overwritten, and a
+        # settings dict is dropped when the file is missing); the file holds nothing secret.
+        (self.private_dir / "env").mkdir(mode=0o700)
+        (self.private_dir / "env" / "settings").write_text(json.dumps(RUNNER_SETTINGS))
         extravars_file = None
         if self.extravars:
             extravars_file = self.private_dir / "extravars.json"
@@ -296,13 +304,13 @@ class Run:
             shutil.rmtree(self.private_dir, ignore_errors=True)
 
     def _on_event(self, event: dict[str, Any]) -> bool:
-        self.masker.in_place(event)  # before ansible-runner writes it, before anyone sees it
+        self.masker.in_place(event)  # before anything sees it
         mine = self._collector.feed(event)
         if mine is not None:
             self._events.put(mine)
             if self.on_event is not None:
                 self.on_event(mine)
-        return True
+        return False  # ansible-runner need not write job_events/: pik3s keeps what it needs in memory
 
     def _finish(self, status: str, rc: int | None) -> None:
         c, r = self._collector, self.result

@@ -52,6 +52,7 @@ def test_runner_kwargs_are_built_in_one_place(tmp_path: Path) -> None:
                               extravars_file=tmp_path / "extravars.json", limit="a,b", verbosity=2, check=True,
                               timeout=30)
     assert kw["suppress_env_files"] is True and kw["suppress_output_file"] is True and kw["quiet"] is True
+    assert runner.RUNNER_SETTINGS == {"suppress_output_file": True, "suppress_ansible_output": True}
     assert kw["extravars"] == str(tmp_path / "extravars.json")  # a file: -e @file, not values on argv
     assert kw["cmdline"] == "--check" and kw["limit"] == "a,b" and kw["verbosity"] == 2 and kw["timeout"] == 30
     env = kw["envvars"]
@@ -365,10 +366,13 @@ def test_real_run_masks_secrets_and_cleans_up(local_play: tuple[Path, Path]) -> 
     inv, tmp = local_play
     seen: list[runner.Event] = []
     private: list[str] = []
+    stored: list[str] = []
 
     def on_event(ev: runner.Event) -> None:
         seen.append(ev)
         private.extend(str(p) for p in tmp.glob("pik3s-run-*"))
+        stored.extend(str(p) for p in tmp.glob("pik3s-run-*/**/*") if p.is_file()
+                      and "-partial.json" not in p.name)  # the callback's hand-over files
 
     run = api.start("deploy", inv, extravars={"k3s_token": SHORT_TOKEN, "generated": GENERATED},
                     verbosity=3, on_event=on_event)
@@ -383,6 +387,9 @@ def test_real_run_masks_secrets_and_cleans_up(local_play: tuple[Path, Path]) -> 
     blob = json.dumps([e.to_dict() for e in seen]) + json.dumps(result.to_dict())
     assert SHORT_TOKEN not in blob and "9" * 32 not in blob and f"token is {MASK}" in blob
     assert private, "the private data dir existed during the run"
+    assert {Path(p).name for p in stored} <= {"extravars.json", "settings", "command"}, stored  # no events
+    assert not any(SHORT_TOKEN in Path(p).read_text() for p in stored if Path(p).name != "extravars.json"
+                   and Path(p).exists())
     assert not list(tmp.glob("pik3s-run-*")), "the private data dir (artifacts, extravars) is removed"
     jsonschema.validate(result.to_dict(), SCHEMA)
 
