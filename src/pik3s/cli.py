@@ -23,7 +23,7 @@ import yaml
 from pik3s import __version__, api
 from pik3s import inventory as inventory_mod
 from pik3s.errors import Pik3sError
-from pik3s.lab import image, lab, spec
+from pik3s.lab import binfmt, docker, image, lab, spec
 from pik3s.progress import LineView, Progress, TtyView, cluster_table, summary
 from pik3s.results import EXIT_ERROR, EXIT_INVALID, EXIT_OK, Result
 from pik3s.runner import OPERATIONS, Event, playbook_path, plays
@@ -274,6 +274,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     _progress(f"bringing up the seed lab '{lab_spec.name}': "
               + ", ".join(f"{h.name} ({h.model}, {h.arch})" for h in lab_spec.hosts))
+    # Missing images are built two at a time (lab up would build them one after the other).
+    arches = sorted(set(lab_spec.arches) | {"amd64"})
+    docker.ensure_engine()
+    for arch in arches:
+        if arch != "amd64":
+            binfmt.ensure(arch)
+    _progress(f"lab images {', '.join(arches)}: a missing one is built now (amd64 ~1 min, arm64/armhf "
+              "~6 min under emulation), then cached")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for result in pool.map(image.ensure_image, arches):
+            if result.built:
+                _progress(f"built lab image {result.tag} in {result.seconds:.0f}s")
     record = lab.up(lab_spec, args.state_dir, progress=_progress)
     _progress(f"lab up after {time.monotonic() - started:.0f}s")
     simulated = not args.release_url
