@@ -90,6 +90,20 @@ def test_check_on_the_converged_cluster_changes_nothing(lab: lablib.LabRecord) -
     assert len(doc["cluster"]["nodes"]) == 3
 
 
+def test_status_reads_the_cluster_from_the_server(lab: lablib.LabRecord) -> None:
+    proc = subprocess.run([PIK3S, "status", "-i", "inventories/lab"], cwd=ROOT, env=_env(lab), capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == EXIT_OK, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines()[1:4]]
+    assert proc.stdout.startswith("NODE  ROLES")
+    assert sorted((r[0], r[2], r[4]) for r in rows) == [("agt1", "Ready", VERSION), ("agt2", "Ready", VERSION),
+                                                        ("srv", "Ready", VERSION)]
+    assert "kubeconfig: " in proc.stdout and "(not on this machine)" not in proc.stdout
+    rc, doc, _ = pik3s(lab, "status")
+    assert rc == EXIT_OK and doc["operation"] == "status" and doc["changes"] == {}
+    assert {n["name"] for n in doc["cluster"]["nodes"]} == {"srv", "agt1", "agt2"}
+
+
 def test_invalid_inventory_refused_without_contacting_a_host(lab: lablib.LabRecord) -> None:
     before = {h: ssh_logins(lab, h) for h in ("srv", "agt1", "agt2")}
     rc, doc, _ = pik3s(lab, "deploy", "-e", "k3s_version=1.31")
