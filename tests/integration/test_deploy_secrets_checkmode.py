@@ -3,31 +3,22 @@ verbosity and -vvv), and check mode works on fresh and on converged hosts."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 
 import pytest
 
 from pik3s.lab import lab as lablib
-from pik3s.lab import spec as speclib
 from tests.conftest import run_ansible
+from tests.integration.conftest import host, running_lab
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lablib.LabRecord]:
-    spec = speclib.parse_spec({"name": f"sec{os.getpid()}", "hosts": [
-        {"name": "srv", "arch": "amd64", "model": "rpi4", "memory": "512m", "groups": ["server"]},
-        {"name": "agt", "arch": "amd64", "model": "generic", "memory": "512m", "groups": ["agent"]},
-    ]})
-    state = tmp_path_factory.mktemp("lab")
-    record = lablib.up(spec, state)
-    try:
+    with running_lab(tmp_path_factory, "sec", [host("srv", "server"), host("agt", "agent", model="generic")]) as record:
         yield record
-    finally:
-        lablib.down(spec.name, state)
 
 
 def site(lab: lablib.LabRecord, *args: str) -> tuple[int, str]:

@@ -16,9 +16,9 @@ import jsonschema
 import pytest
 
 from pik3s.lab import lab as lablib
-from pik3s.lab import spec as speclib
 from pik3s.results import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE
 from tests.conftest import ROOT, ansible_env
+from tests.integration.conftest import host, running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -29,17 +29,9 @@ VERSION = "v1.30.8+k3s1"  # pinned, not the channel's newest: the report must sh
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lablib.LabRecord]:
-    spec = speclib.parse_spec({"name": f"drv{os.getpid()}", "hosts": [
-        {"name": "srv", "arch": "amd64", "model": "rpi4", "memory": "512m", "groups": ["server"]},
-        {"name": "agt1", "arch": "amd64", "model": "rpi4", "memory": "512m", "groups": ["agent"]},
-        {"name": "agt2", "arch": "amd64", "model": "generic", "memory": "512m", "groups": ["agent"]},
-    ]})
-    state = tmp_path_factory.mktemp("lab")
-    record = lablib.up(spec, state)
-    try:
+    with running_lab(tmp_path_factory, "drv", [host("srv", "server"), host("agt1", "agent"),
+                                                  host("agt2", "agent", model="generic")]) as record:
         yield record
-    finally:
-        lablib.down(spec.name, state)
 
 
 def _env(lab: lablib.LabRecord) -> dict[str, str]:

@@ -4,7 +4,6 @@ over SSH as `pi`, running the K3s simulator installed from the lab mirror."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -14,8 +13,8 @@ import pytest
 import yaml
 
 from pik3s.lab import lab as lablib
-from pik3s.lab import spec as speclib
 from tests.conftest import run_ansible
+from tests.integration.conftest import host, running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -24,18 +23,9 @@ TOKEN = "integration-lab-token"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lablib.LabRecord]:
-    spec = speclib.parse_spec({"name": f"it{os.getpid()}", "hosts": [
-        {"name": "srv", "arch": "amd64", "model": "rpi4", "memory": "512m", "groups": ["server"]},
-        {"name": "gen", "arch": "amd64", "model": "generic", "memory": "512m", "groups": ["agent"]},
-        {"name": "arm", "arch": "arm64", "model": "rpi4", "memory": "512m", "groups": ["agent"]},
-    ]})
-    state = tmp_path_factory.mktemp("lab")
-    record = lablib.up(spec, state, progress=print)
-    try:
+    with running_lab(tmp_path_factory, "it", [host("srv", "server"), host("gen", "agent", model="generic"),
+                                                 host("arm", "agent", arch="arm64")]) as record:
         yield record
-    finally:
-        removed = lablib.down(spec.name, state)
-        assert f"network pik3s-{spec.name}" in removed
 
 
 def sh(lab: lablib.LabRecord, hosts: str, cmd: str, become: bool = True) -> dict[str, tuple[int, str]]:
