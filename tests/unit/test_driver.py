@@ -282,8 +282,8 @@ def test_progress_tracks_each_host() -> None:
                       ("unreachable", 2, "t2", "a1"), ("ok", 2, "t3", "a1")):
         p.feed(ev)
     assert p.phase == 2 and p.total == 3
-    assert (p.hosts["s1"].phase, p.hosts["s1"].task, p.hosts["s1"].changed, p.hosts["s1"].state) == (2, "t2", 1,
-                                                                                                    "running")
+    s1 = p.hosts["s1"]
+    assert (s1.phase, s1.task, s1.changed, s1.state) == (2, "t2", 1, "running")
     assert (p.hosts["a1"].state, p.hosts["a1"].task, p.hosts["a1"].failed) == ("unreachable", "t2", 1)
 
 
@@ -451,7 +451,7 @@ def test_cli_unexpected_error_has_no_traceback_unless_verbose(monkeypatch: pytes
 
 def test_cli_jsonl_streams_events_then_the_result(local_play: tuple[Path, Path],
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    inv, _ = local_play
+    inv = local_play[0]
     rc = cli.main(["deploy", "-i", str(inv), "-o", "jsonl", "-e", f"k3s_token={SHORT_TOKEN}", "-e", "generated=g",
                    "--limit", "a"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -459,4 +459,4 @@ def test_cli_jsonl_streams_events_then_the_result(local_play: tuple[Path, Path],
     assert lines[-1]["type"] == "result" and lines[-1]["limit"] == "a" and set(lines[-1]["hosts"]) == {"a"}
     assert {"play", "task", "changed", "stats"} <= {ev["kind"] for ev in lines[:-1]}
     assert SHORT_TOKEN not in json.dumps(lines)
-    jsonschema.validate({k: v for k, v in lines[-1].items()}, SCHEMA)
+    jsonschema.validate(lines[-1], SCHEMA)
