@@ -163,9 +163,9 @@ def _views(args: argparse.Namespace, title: str, phases: list[str], hosts: list[
                 pass
         return JsonLines()
     progress = Progress(phases, list(hosts))
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and not args.verbose:  # -v: Ansible's own lines scroll, no redrawn screen
         return TtyView(progress, title)
-    return LineView(progress)
+    return LineView(progress, verbose=args.verbose > 0)
 
 
 def _report(args: argparse.Namespace, result: Result) -> int:

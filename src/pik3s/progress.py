@@ -97,14 +97,19 @@ def _fit(text: str, width: int) -> str:
 
 
 class LineView:
-    """Line-oriented progress for logs and pipes: one line per play, change, failure."""
+    """Line-oriented progress for logs and pipes: one line per play, change, failure; with
+    ``verbose`` also what Ansible prints at -v and up, and debug messages."""
 
-    def __init__(self, progress: Progress, stream: TextIO | None = None) -> None:
-        self.p, self.out = progress, stream or sys.stderr
+    def __init__(self, progress: Progress, stream: TextIO | None = None, verbose: bool = False) -> None:
+        self.p, self.out, self.verbose = progress, stream or sys.stderr, verbose
 
     def feed(self, ev: Event) -> None:
         self.p.feed(ev)
         stamp = f"[{self.p.elapsed():>6}]"
+        if self.verbose and ev.kind == "output":
+            print(ev.message, file=self.out, flush=True)
+        elif self.verbose and ev.kind == "ok" and ev.message:
+            print(f"{stamp} {ev.host}: {ev.task}: {ev.message}", file=self.out, flush=True)
         if ev.kind == "play":
             print(f"{stamp} phase {ev.phase}/{self.p.total}: {ev.play}", file=self.out, flush=True)
         elif ev.kind == "changed":

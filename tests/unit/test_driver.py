@@ -297,6 +297,20 @@ def test_line_view_prints_plays_changes_failures_only() -> None:
     assert lines == ["phase 1/2: play 1", "s1: changed: Install", "a1: FAILED: Start: unit failed"]
 
 
+def test_line_view_verbose_adds_ansible_output_and_debug_messages() -> None:
+    out = io.StringIO()
+    view = LineView(Progress(["p1"]), out, verbose=True)
+    view.feed(runner.Event("output", 0, "", message="<10.0.0.1> ESTABLISH SSH CONNECTION FOR USER: pi"))
+    view.feed(runner.Event("ok", 1, "p1", "Say where the backup is", "s1", "backup /b/pik3s-s1-1"))
+    view.feed(runner.Event("ok", 1, "p1", "quiet", "s1"))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "<10.0.0.1> ESTABLISH SSH CONNECTION FOR USER: pi"
+    assert lines[1].endswith("] s1: Say where the backup is: backup /b/pik3s-s1-1") and len(lines) == 2
+    quiet = io.StringIO()
+    LineView(Progress(["p1"]), quiet).feed(runner.Event("output", 0, "", message="noise"))
+    assert quiet.getvalue() == ""
+
+
 def test_tty_view_draws_a_bar_per_host_and_redraws_in_place() -> None:
     out = io.StringIO()
     view = TtyView(Progress(["p1", "p2", "p3", "p4"], ["srv", "agent-1"]), "deploy K3s", out, width=120)
