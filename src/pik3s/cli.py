@@ -107,9 +107,6 @@ def cmd_lab_inventory(args: argparse.Namespace) -> int:
     return 0
 
 
-EXIT_INVALID_INVENTORY = EXIT_INVALID
-
-
 def cmd_inventory_validate(args: argparse.Namespace) -> int:
     result = inventory_mod.validate(args.inventory)
     if args.output == "json":
@@ -122,7 +119,7 @@ def cmd_inventory_validate(args: argparse.Namespace) -> int:
             print(f"unchecked: {item}")
         verdict = "valid" if result.ok else f"invalid ({len(result.problems)} problem(s))"
         print(f"{args.inventory}: {verdict}; {len(result.hosts)} host(s) in k3s_cluster; no host was contacted")
-    return 0 if result.ok else EXIT_INVALID_INVENTORY
+    return EXIT_OK if result.ok else EXIT_INVALID
 
 
 # ---- cluster operations ------------------------------------------------------------------------
@@ -261,10 +258,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 # ---- demo --------------------------------------------------------------------------------------
 
-def _lab_inventory() -> Path:
-    return inventory_mod.collections_root() / "ansible_collections/pik3s/cluster/inventories/lab"
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.demo_command == "down":
         removed = lab.down(spec.load_spec(None).name, args.state_dir, progress=_progress)
@@ -300,7 +293,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         extravars["k3s_release_url"] = args.release_url
         extravars["k3s_cache_dir"] = inventory_mod.role_defaults("_common")["k3s_cache_dir"]
     os.environ["PIK3S_LAB_STATE_DIR"] = record.state_dir
-    args.inventory, args.limit = str(_lab_inventory()), None
+    args.inventory, args.limit = str(inventory_mod.collection_dir() / "inventories/lab"), None
     rc = run_operation(args, "deploy", extravars=extravars)
     if args.output == "text":
         print(f"\ndemo: {time.monotonic() - started:.0f}s in all; remove it with `pik3s demo down`")

@@ -53,7 +53,8 @@ def cluster_state_dir(name: str) -> Path:
     return root / "clusters" / name
 
 
-def _collection() -> Path:
+def collection_dir() -> Path:
+    """The pik3s.cluster collection itself (roles/, playbooks/, inventories/)."""
     return collections_root() / "ansible_collections/pik3s/cluster"
 
 
@@ -71,7 +72,7 @@ def role_defaults(role: str) -> dict[str, Any]:
 
 
 def _role_file(role: str, kind: str) -> dict[str, Any]:
-    data = yaml.safe_load((_collection() / "roles" / role / kind / "main.yml").read_text())
+    data = yaml.safe_load((collection_dir() / "roles" / role / kind / "main.yml").read_text())
     return data if isinstance(data, dict) else {}
 
 

@@ -60,9 +60,6 @@ class Masker:
         self._values = sorted({v for v in values if v}, key=len, reverse=True)
         self._mask_tokens = collection_module("k3s_token").mask_tokens_in_text
 
-    def add(self, values: Iterable[str]) -> None:
-        self._values = sorted(set(self._values) | {v for v in values if v}, key=len, reverse=True)
-
     def text(self, value: str) -> str:
         for secret in self._values:
             if secret in value:

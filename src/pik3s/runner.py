@@ -61,7 +61,7 @@ def playbook_path(name: str) -> Path:
     """The collection's playbook ``name`` (an absolute path to a .yml file is taken as it is)."""
     if Path(name).is_absolute():
         return Path(name)
-    return inventory_mod.collections_root() / "ansible_collections/pik3s/cluster/playbooks" / f"{name}.yml"
+    return inventory_mod.collection_dir() / "playbooks" / f"{name}.yml"
 
 
 def plays(path: Path) -> list[str]:

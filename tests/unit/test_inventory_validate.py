@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from pik3s import cli
+from pik3s.results import EXIT_INVALID
 
 
 def _write(tmp_path: Path, inv: dict) -> str:
@@ -28,7 +29,7 @@ def _inv(**cluster_vars: object) -> dict:
 def test_arch_is_checked_when_the_inventory_says_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = cli.main(["inventory", "validate", "-i", _write(tmp_path, _inv())])
     out = capsys.readouterr().out
-    assert rc == cli.EXIT_INVALID_INVENTORY
+    assert rc == EXIT_INVALID
     assert ("problem: a1: armv6l is ARMv6 (Raspberry Pi Zero / Pi 1); K3s needs ARMv7 or newer; "
             "leave this host out") in out
     assert out.rstrip().endswith("invalid (1 problem(s)); 2 host(s) in k3s_cluster; no host was contacted")
