@@ -110,6 +110,11 @@ def _message(res: dict[str, Any]) -> str:
     return "; ".join(parts) or "failed (no message)"
 
 
+# HostStats field -> the key of Ansible's stats event that counts it
+_STATS_KEYS = {"ok": "ok", "changed": "changed", "failed": "failures", "unreachable": "dark",
+               "skipped": "skipped", "rescued": "rescued", "ignored": "ignored"}
+
+
 class _Collector:
     """Folds runner events into the parts of a Result and into Events."""
 
@@ -162,17 +167,10 @@ class _Collector:
             self.failures.append(Failure(host, task, msg, unreachable=True))
             return mk("unreachable", task, host, msg)
         if name == "playbook_on_stats":
-            hosts: set[str] = set()
-            for key in ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored", "processed"):
-                hosts |= set(data.get(key) or {})
-            for h in sorted(hosts):
-                self.stats[h] = HostStats(
-                    ok=int((data.get("ok") or {}).get(h, 0)), changed=int((data.get("changed") or {}).get(h, 0)),
-                    failed=int((data.get("failures") or {}).get(h, 0)),
-                    unreachable=int((data.get("dark") or {}).get(h, 0)),
-                    skipped=int((data.get("skipped") or {}).get(h, 0)),
-                    rescued=int((data.get("rescued") or {}).get(h, 0)),
-                    ignored=int((data.get("ignored") or {}).get(h, 0)))
+            counts = {field: data.get(key) or {} for field, key in _STATS_KEYS.items()}
+            hosts = set(data.get("processed") or {}).union(*counts.values())
+            self.stats = {h: HostStats(**{field: int(c.get(h, 0)) for field, c in counts.items()})
+                          for h in sorted(hosts)}
             self.artifact_data = dict(data.get("artifact_data") or {})
             return mk("stats")
         if name in ("verbose", "error", "warning", "deprecated") or not name:
