@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import yaml
 from pik3s import __version__, api
 from pik3s import inventory as inventory_mod
 from pik3s.errors import Pik3sError
-from pik3s.lab import binfmt, docker, image, lab, spec
+from pik3s.lab import image, lab, spec
 from pik3s.progress import LineView, Progress, TtyView, cluster_table, summary
 from pik3s.results import EXIT_ERROR, EXIT_INVALID, EXIT_OK, Result
 from pik3s.runner import OPERATIONS, Event, playbook_path, plays
@@ -41,10 +40,7 @@ def _lab_name(args: argparse.Namespace) -> str:
 
 def cmd_lab_image(args: argparse.Namespace) -> int:
     arches = image.ARCHES if args.arch == "all" else (args.arch,)
-    # Builds are mostly single-threaded (dpkg under emulation): two at once
-    # use both cores of a small machine.
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(lambda a: image.ensure_image(a, force=args.force), arches))
+    results = image.ensure_images(arches, jobs=args.jobs, force=args.force)
     for arch, result in zip(arches, results, strict=True):
         how = f"built in {result.seconds:.0f}s" if result.built else "cached (recipe unchanged)"
         print(f"{arch}\t{result.tag}\t{how}")
@@ -267,18 +263,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     _progress(f"bringing up the seed lab '{lab_spec.name}': "
               + ", ".join(f"{h.name} ({h.model}, {h.arch})" for h in lab_spec.hosts))
-    # Missing images are built two at a time (lab up would build them one after the other).
-    arches = sorted(set(lab_spec.arches) | {"amd64"})
-    docker.ensure_engine()
-    for arch in arches:
-        if arch != "amd64":
-            binfmt.ensure(arch)
-    _progress(f"lab images {', '.join(arches)}: a missing one is built now (amd64 ~1 min, arm64/armhf "
-              "~6 min under emulation), then cached")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for result in pool.map(image.ensure_image, arches):
-            if result.built:
-                _progress(f"built lab image {result.tag} in {result.seconds:.0f}s")
     record = lab.up(lab_spec, args.state_dir, progress=_progress)
     _progress(f"lab up after {time.monotonic() - started:.0f}s")
     simulated = not args.release_url

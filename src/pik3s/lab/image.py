@@ -12,6 +12,8 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,3 +115,10 @@ def ensure_image(arch: str, workdir: Path | None = None, force: bool = False) ->
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
         raise Pik3sError(f"building the {arch} lab image failed:\n{tail}")
     return BuildResult(tag, built=True, seconds=time.monotonic() - started)
+
+
+def ensure_images(arches: Sequence[str], jobs: int = 2, force: bool = False) -> list[BuildResult]:
+    """``ensure_image`` for each arch, ``jobs`` at a time (builds are mostly single-threaded dpkg
+    under emulation: two at once use both cores of a small machine). Results in ``arches`` order."""
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(lambda a: ensure_image(a, force=force), arches))

@@ -286,12 +286,14 @@ def up(spec: LabSpec, state_dir: Path | None = None, progress: Progress = _quiet
         return _resume(existing, progress)
 
     native = "amd64"  # the mirror runs on the lab machine's own arch
-    tags: dict[str, str] = {}
-    for arch in sorted(set(spec.arches) | {native}):
+    arches = sorted(set(spec.arches) | {native})
+    for arch in arches:
         if arch != native:
-            binfmt.ensure(arch)
-        progress(f"image {arch}: checking")
-        result = image.ensure_image(arch)
+            binfmt.ensure(arch)  # also when the image is cached: its containers need it
+    progress(f"images {', '.join(arches)}: checking; a missing one is built now, two at a time "
+             "(amd64 ~1 min, arm64/armhf ~6 min under emulation), then cached")
+    tags: dict[str, str] = {}
+    for arch, result in zip(arches, image.ensure_images(arches), strict=True):
         progress(f"image {arch}: {result.tag} ({f'built in {result.seconds:.0f}s' if result.built else 'cached'})")
         tags[arch] = result.tag
 
