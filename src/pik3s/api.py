@@ -24,16 +24,60 @@ from pik3s.runner import OPERATIONS, EventCallback, Run, prepare
 Inventory = str | Path | dict[str, Any]
 
 
+def _operation_arguments(operation: str, *, extravars: dict[str, Any] | None, limit: str | list[str] | None,
+                         nodes: list[str] | None, version: str | None, backup_dir: str | Path | None,
+                         confirm: bool, revert_prepare: bool) -> dict[str, Any]:
+    """What ``operation`` itself adds to the caller's extra variables and limit (its own values win),
+    after its own checks: the one place for each operation's parameters, for the API and the CLI."""
+    given = {"nodes": nodes, "version": version, "backup_dir": backup_dir, "confirm": confirm,
+             "revert_prepare": revert_prepare}
+    stray = [k for k, v in given.items() if v not in (None, False) and k not in _PARAMETERS.get(operation, ())]
+    if stray:
+        raise Pik3sError(f"{operation} takes no {', '.join(stray)}")
+    own: dict[str, Any] = {}
+    require_hosts: list[str] = []
+    if operation in ("add_nodes", "remove_nodes"):
+        if not nodes:
+            verb = "add" if operation == "add_nodes" else "remove"
+            raise Pik3sError(f"{operation}: name the node(s) to {verb} (inventory hostnames)")
+        require_hosts = list(nodes)
+        if operation == "add_nodes":  # site.yml on the new nodes only: no other node restarts
+            limit = require_hosts
+        else:
+            own["k3s_remove"] = ",".join(nodes)
+    elif operation == "upgrade" and version:
+        own["k3s_version"] = version
+    elif operation == "restore":
+        path = Path(backup_dir or "").expanduser().resolve()
+        if not backup_dir or not (path / "snapshot").is_file():
+            raise Pik3sError(f"{backup_dir} is not a pik3s backup (no snapshot file in it)")
+        own["k3s_restore"] = str(path)
+    elif operation == "reset":
+        if not confirm:
+            raise Pik3sError("reset removes K3s and all its data: pass confirm=True (CLI: --yes)")
+        own.update(k3s_reset_confirm=True, k3s_reset_revert_prepare=bool(revert_prepare))
+    return {"extravars": {**(extravars or {}), **own}, "limit": limit, "require_hosts": require_hosts}
+
+
+_PARAMETERS = {"add_nodes": ("nodes",), "remove_nodes": ("nodes",), "upgrade": ("version",),
+               "restore": ("backup_dir",), "reset": ("confirm", "revert_prepare")}
+
+
 def start(operation: str, inventory: Inventory, *, extravars: dict[str, Any] | None = None,
           limit: str | list[str] | None = None, verbosity: int = 0, on_event: EventCallback | None = None,
-          timeout: int | None = None, state_dir: Path | None = None,
-          require_hosts: list[str] | None = None) -> Run | Result:
+          timeout: int | None = None, state_dir: Path | None = None, nodes: list[str] | None = None,
+          version: str | None = None, backup_dir: str | Path | None = None, confirm: bool = False,
+          revert_prepare: bool = False) -> Run | Result:
     """Start ``operation`` (a key of ``OPERATIONS``) and return its Run at once, or the ``invalid``
-    Result when the inventory breaks the preflight rules."""
+    Result when the inventory breaks the preflight rules. ``nodes`` (add_nodes, remove_nodes),
+    ``version`` (upgrade), ``backup_dir`` (restore), ``confirm`` and ``revert_prepare`` (reset) are
+    the operations' own parameters."""
     if operation not in OPERATIONS:
         raise Pik3sError(f"unknown operation {operation!r} (one of {', '.join(OPERATIONS)})")
-    prepared = prepare(operation, inventory, extravars=extravars, limit=limit, verbosity=verbosity,
-                       on_event=on_event, timeout=timeout, state_dir=state_dir, require_hosts=require_hosts)
+    arguments = _operation_arguments(operation, extravars=extravars, limit=limit, nodes=nodes, version=version,
+                                     backup_dir=backup_dir, confirm=confirm, revert_prepare=revert_prepare)
+    prepared = prepare(operation, inventory, verbosity=verbosity, on_event=on_event, timeout=timeout,
+                       state_dir=state_dir, **arguments)
     return prepared.start() if isinstance(prepared, Run) else prepared
 
 
@@ -61,25 +105,17 @@ def check(inventory: Inventory, **kw: Any) -> Result:
 def add_nodes(inventory: Inventory, nodes: list[str], **kw: Any) -> Result:
     """Join ``nodes`` (already in the inventory) to the cluster: site.yml limited to them; no other
     node restarts."""
-    if not nodes:
-        raise Pik3sError("add_nodes: name the node(s) to add (inventory hostnames)")
-    return _run("add_nodes", inventory, limit=list(nodes), require_hosts=list(nodes), **kw)
+    return _run("add_nodes", inventory, nodes=nodes, **kw)
 
 
 def upgrade(inventory: Inventory, version: str | None = None, **kw: Any) -> Result:
     """Rolling upgrade to ``version`` (else the inventory's k3s_version or channel)."""
-    extravars = dict(kw.pop("extravars", None) or {})
-    if version:
-        extravars["k3s_version"] = version
-    return _run("upgrade", inventory, extravars=extravars, **kw)
+    return _run("upgrade", inventory, version=version, **kw)
 
 
 def remove_nodes(inventory: Inventory, nodes: list[str], **kw: Any) -> Result:
     """Drain, uninstall and delete ``nodes``."""
-    if not nodes:
-        raise Pik3sError("remove_nodes: name the node(s) to remove (inventory hostnames)")
-    extravars = {**(kw.pop("extravars", None) or {}), "k3s_remove": ",".join(nodes)}
-    return _run("remove_nodes", inventory, extravars=extravars, require_hosts=list(nodes), **kw)
+    return _run("remove_nodes", inventory, nodes=nodes, **kw)
 
 
 def backup(inventory: Inventory, **kw: Any) -> Result:
@@ -89,20 +125,12 @@ def backup(inventory: Inventory, **kw: Any) -> Result:
 
 def restore(inventory: Inventory, backup_dir: str | Path, **kw: Any) -> Result:
     """Restore the cluster from a backup directory made by ``backup``."""
-    path = Path(backup_dir).expanduser().resolve()
-    if not (path / "snapshot").is_file():
-        raise Pik3sError(f"{backup_dir} is not a pik3s backup (no snapshot file in it)")
-    extravars = {**(kw.pop("extravars", None) or {}), "k3s_restore": str(path)}
-    return _run("restore", inventory, extravars=extravars, **kw)
+    return _run("restore", inventory, backup_dir=backup_dir, **kw)
 
 
 def reset(inventory: Inventory, *, confirm: bool = False, revert_prepare: bool = False, **kw: Any) -> Result:
     """Remove K3s and all its data from the hosts. Refused unless ``confirm=True``."""
-    if not confirm:
-        raise Pik3sError("reset removes K3s and all its data: pass confirm=True (CLI: --yes)")
-    extravars = {**(kw.pop("extravars", None) or {}), "k3s_reset_confirm": True,
-                 "k3s_reset_revert_prepare": bool(revert_prepare)}
-    return _run("reset", inventory, extravars=extravars, **kw)
+    return _run("reset", inventory, confirm=confirm, revert_prepare=revert_prepare, **kw)
 
 
 def status(inventory: Inventory, **kw: Any) -> Result:

@@ -171,11 +171,14 @@ def _report(args: argparse.Namespace, result: Result) -> int:
     return result.exit_code
 
 
-def run_operation(args: argparse.Namespace, operation: str, **kw: Any) -> int:
+def run_operation(args: argparse.Namespace, operation: str, extravars: dict[str, Any] | None = None,
+                  **params: Any) -> int:
+    """Run ``operation`` with the common options and its own ``params`` (see ``api.start``); -e values
+    win over ``extravars``."""
     op = OPERATIONS[operation]
-    started = api.start(operation, args.inventory, extravars={**kw.pop("extravars", {}),
-                                                               **parse_extravars(args.extra_vars)},
-                        limit=kw.pop("limit", args.limit), verbosity=args.verbose, timeout=args.timeout, **kw)
+    started = api.start(operation, args.inventory,
+                        extravars={**(extravars or {}), **parse_extravars(args.extra_vars)},
+                        limit=args.limit, verbosity=args.verbose, timeout=args.timeout, **params)
     if isinstance(started, Result):  # invalid inventory: nothing ran
         return _report(args, started)
     view = _views(args, op.title, plays(playbook_path(op.playbook)), started.hosts)
@@ -202,16 +205,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    return run_operation(args, "add_nodes", limit=",".join(args.nodes), require_hosts=args.nodes)
+    return run_operation(args, "add_nodes", nodes=args.nodes)
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    return run_operation(args, "remove_nodes", extravars={"k3s_remove": ",".join(args.nodes)},
-                         require_hosts=args.nodes)
+    return run_operation(args, "remove_nodes", nodes=args.nodes)
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    return run_operation(args, "upgrade", extravars={"k3s_version": args.k3s_version} if args.k3s_version else {})
+    return run_operation(args, "upgrade", version=args.k3s_version)
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -219,10 +221,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    path = Path(args.backup).expanduser().resolve()
-    if not (path / "snapshot").is_file():
-        raise Pik3sError(f"{args.backup} is not a pik3s backup (no snapshot file in it)")
-    return run_operation(args, "restore", extravars={"k3s_restore": str(path)})
+    return run_operation(args, "restore", backup_dir=args.backup)
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
@@ -234,17 +233,14 @@ def cmd_reset(args: argparse.Namespace) -> int:
                        f"{' (limit ' + args.limit + ')' if args.limit else ''}. Type 'yes' to go on: ")
         if answer.strip() != "yes":
             raise Pik3sError("reset not confirmed; nothing was changed")
-    return run_operation(args, "reset", extravars={"k3s_reset_confirm": True,
-                                                   "k3s_reset_revert_prepare": args.revert_prepare})
+    return run_operation(args, "reset", confirm=True, revert_prepare=args.revert_prepare)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    args.output = args.output if args.output != "text" else "status"
-    started = api.start("status", args.inventory, extravars=parse_extravars(args.extra_vars),
-                        verbosity=args.verbose, timeout=args.timeout)
-    result = started if isinstance(started, Result) else started.wait()
-    if args.output != "status":
-        return _report(args, result)
+    if args.output != "text":
+        return run_operation(args, "status")
+    result = api.status(args.inventory, extravars=parse_extravars(args.extra_vars), verbosity=args.verbose,
+                        timeout=args.timeout)
     if result.ok and result.cluster is not None:
         print(cluster_table(result))
         return EXIT_OK if result.cluster.nodes else EXIT_ERROR
@@ -382,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reset)
     p = sub.add_parser("status", help="nodes, roles, Ready, versions, from the first server")
     add_run(p, limit=False)
-    p.set_defaults(func=cmd_status)
+    p.set_defaults(func=cmd_status, limit=None)
 
     p = sub.add_parser("demo", help="bring up the seed lab (3 x Pi 4 + 2 x Pi 3) and deploy K3s onto it")
     p.add_argument("demo_command", nargs="?", choices=("up", "down"), default="up",

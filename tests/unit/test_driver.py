@@ -107,6 +107,36 @@ def test_extravars_file_must_be_a_mapping(tmp_path: Path) -> None:
         cli.parse_extravars([f"@{f}"])
 
 
+# ---- each operation's own parameters (one place, for the API and the CLI) ---------------------------
+
+def test_operation_arguments() -> None:
+    args = api._operation_arguments
+    none: dict[str, Any] = {"nodes": None, "version": None, "backup_dir": None, "confirm": False,
+                            "revert_prepare": False}
+    assert args("add_nodes", extravars={"a": 1}, limit="x", **{**none, "nodes": ["n1", "n2"]}) == \
+        {"extravars": {"a": 1}, "limit": ["n1", "n2"], "require_hosts": ["n1", "n2"]}
+    assert args("remove_nodes", extravars={"k3s_remove": "other"}, limit=None, **{**none, "nodes": ["n1"]}) == \
+        {"extravars": {"k3s_remove": "n1"}, "limit": None, "require_hosts": ["n1"]}
+    assert args("upgrade", extravars={"k3s_version": "v1.30.8+k3s1"}, limit=None,
+                **{**none, "version": "v1.31.4+k3s1"})["extravars"] == {"k3s_version": "v1.31.4+k3s1"}
+    assert args("reset", extravars=None, limit=None, **{**none, "confirm": True})["extravars"] == \
+        {"k3s_reset_confirm": True, "k3s_reset_revert_prepare": False}
+
+
+@pytest.mark.parametrize(("operation", "given", "message"), [
+    ("deploy", {"nodes": ["n1"]}, "deploy takes no nodes"),
+    ("upgrade", {"confirm": True, "backup_dir": "/b"}, "upgrade takes no backup_dir, confirm"),
+    ("remove_nodes", {"nodes": []}, "remove_nodes: name the node(s) to remove (inventory hostnames)"),
+    ("add_nodes", {}, "add_nodes: name the node(s) to add (inventory hostnames)"),
+    ("restore", {"backup_dir": "/nonexistent/b"}, "/nonexistent/b is not a pik3s backup (no snapshot file in it)"),
+    ("reset", {}, "reset removes K3s and all its data: pass confirm=True (CLI: --yes)"),
+])
+def test_operation_arguments_refused(operation: str, given: dict[str, Any], message: str) -> None:
+    with pytest.raises(Pik3sError) as err:
+        api.start(operation, ROOT / "inventories/sample/hosts.yml", **given)
+    assert str(err.value) == message
+
+
 # ---- inventory descriptions ---------------------------------------------------------------------
 
 def test_build_inventory_from_a_description() -> None:
