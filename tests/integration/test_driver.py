@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 from pik3s.lab import lab as lablib
-from pik3s.results import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE
+from pik3s.results import EXIT_HOST_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE
 from tests.conftest import ROOT, ansible_env
 from tests.integration.conftest import host, running_lab
 
@@ -136,3 +136,25 @@ def test_host_unreachable_mid_run(lab: lablib.LabRecord) -> None:
              and ev["phase"] == 5 and ev["counter"] > gone]
     assert later, "agt1 went on with the agents' play after agt2 was gone"
     assert len(result["cluster"]["nodes"]) == 3  # the report still ran (on srv)
+
+
+def test_day2_verbs(lab: lablib.LabRecord) -> None:
+    """upgrade, backup (refused: one server on SQLite), remove, add and reset through the CLI."""
+    rc, doc, err = pik3s(lab, "upgrade", "--k3s-version", "v1.31.4+k3s1")
+    assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
+    assert {n["name"]: n["version"] for n in doc["cluster"]["nodes"]} == dict.fromkeys(("srv", "agt1", "agt2"),
+                                                                                        "v1.31.4+k3s1")
+    rc, doc, _ = pik3s(lab, "backup")
+    assert rc == EXIT_HOST_FAILED and doc["failures"][0]["host"] == "srv"
+    assert doc["failures"][0]["message"].startswith("srv has no embedded etcd")
+    rc, doc, err = pik3s(lab, "remove", "agt2")
+    assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
+    assert {n["name"] for n in doc["cluster"]["nodes"]} == {"srv", "agt1"}
+    rc, doc, err = pik3s(lab, "add", "agt2", "-e", "k3s_version=v1.31.4+k3s1")
+    assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
+    assert doc["limit"] == "agt2" and set(doc["hosts"]) == {"agt2"}
+    assert {n["name"]: n["ready"] for n in doc["cluster"]["nodes"]} == {"srv": True, "agt1": True, "agt2": True}
+    rc, doc, err = pik3s(lab, "reset", "--yes", "--limit", "agt2")
+    assert rc == EXIT_OK and doc["status"] == "successful", (doc.get("failures"), err[-2000:])
+    gone = subprocess.run(["docker", "exec", container(lab, "agt2"), "test", "-e", "/usr/local/bin/k3s"], check=False)
+    assert gone.returncode == 1
