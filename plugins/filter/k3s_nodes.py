@@ -1,12 +1,12 @@
 # Copyright: pik3s developers
 # Apache License 2.0 (see LICENSE)
-"""Filter: a cluster's nodes, summarised (docs in k3s_nodes_summary.yml)."""
+"""Filters: a cluster's nodes, summarised; those not Ready (docs in k3s_nodes_summary.yml, k3s_nodes_not_ready.yml)."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_nodes import nodes_summary
+from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_nodes import nodes_not_ready, nodes_summary
 
 
 def k3s_nodes_summary(node_list):
@@ -16,6 +16,13 @@ def k3s_nodes_summary(node_list):
         raise AnsibleFilterError(str(exc)) from None
 
 
+def k3s_nodes_not_ready(node_list, expected):
+    try:
+        return nodes_not_ready(node_list, list(expected))
+    except (TypeError, ValueError) as exc:
+        raise AnsibleFilterError(str(exc)) from None
+
+
 class FilterModule:
     def filters(self):
-        return {"k3s_nodes_summary": k3s_nodes_summary}
+        return {"k3s_nodes_summary": k3s_nodes_summary, "k3s_nodes_not_ready": k3s_nodes_not_ready}

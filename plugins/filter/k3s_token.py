@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_digest import token_fingerprint
 from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_token import TokenError, mask_token, parse_token
 
 
@@ -44,6 +45,13 @@ def k3s_token_mask(value):
         raise AnsibleFilterError(str(exc)) from None
 
 
+def k3s_token_fingerprint(value, key):
+    """The fingerprint k3s_host_info reports for a token file holding this token ('' without a key)."""
+    if not isinstance(value, str):
+        raise AnsibleFilterError(f"a K3s token must be a string, not {type(value).__name__}")
+    return token_fingerprint(key, value)
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -52,4 +60,5 @@ class FilterModule:
             "k3s_token_ca_hash": k3s_token_ca_hash,
             "k3s_token_mask": k3s_token_mask,
             "k3s_token_error": k3s_token_error,
+            "k3s_token_fingerprint": k3s_token_fingerprint,
         }

@@ -41,3 +41,9 @@ def nodes_summary(node_list):
             "address": addresses.get("InternalIP", ""),
         })
     return sorted(out, key=lambda n: n["name"])
+
+
+def nodes_not_ready(node_list, expected):
+    """The names in ``expected`` that the NodeList does not show Ready (missing ones included), in order."""
+    ready = {n["name"] for n in nodes_summary(node_list) if n["ready"]}
+    return [name for name in expected if name not in ready]

@@ -60,7 +60,8 @@ def test_mask(token: str, masked: str) -> None:
 
 def test_registered() -> None:
     assert set(f.FilterModule().filters()) == {
-        "k3s_token_parse", "k3s_token_password", "k3s_token_ca_hash", "k3s_token_mask", "k3s_token_error"}
+        "k3s_token_parse", "k3s_token_password", "k3s_token_ca_hash", "k3s_token_mask", "k3s_token_error",
+        "k3s_token_fingerprint"}
 
 
 @pytest.mark.parametrize(("token", "problem"), [
