@@ -37,7 +37,7 @@ LB_SCRIPT = Path(__file__).with_name("lb.py")
 BOOT_TIMEOUT = 180.0
 SECCOMP = Path(__file__).with_name("seccomp.json")
 STATE_FILES = ("lab.json", "inventory.yml", "known_hosts", "id_ed25519", "id_ed25519.pub")
-STATE_DIRS = ("cpuinfo", "mirror")
+STATE_DIRS = ("cpuinfo", "mirror", "k3s-cache")
 
 Progress = Callable[[str], None]
 
@@ -199,6 +199,9 @@ def write_inventory(lab: LabRecord) -> None:
             # The same releases on the controller, one directory per version:
             # what an operator copies from a GitHub release for air-gap mode.
             "pik3s_lab_airgap_dir": str(state / "mirror" / releases.RELEASE_PATH.lstrip("/")),
+            # The controller's download cache for this lab's releases: it lives and goes with the lab,
+            # since the mirror's "releases" are simulator builds that change with the simulator.
+            "pik3s_lab_k3s_cache": str(state / "k3s-cache"),
             "pik3s_lab_airgap": lab.airgap,
             # The API load balancer in front of the servers ("" when the spec has none).
             "pik3s_lab_api_lb": lab.lb_ip,
