@@ -71,7 +71,7 @@ def test_every_operation_names_a_collection_playbook() -> None:
 
 def test_phases_follow_import_playbook() -> None:
     names = runner.plays(runner.playbook_path("site"))
-    assert names[0] == "Gather facts and check the inventory"
+    assert names[0] == "Read the hosts and check the inventory before any host changes"
     assert names[-1] == "Report the cluster"
     assert "Join the agents" in names and len(names) == 7
 
