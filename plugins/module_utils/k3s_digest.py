@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import pwd
 
 from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_token import TokenError, parse_token
 
@@ -69,3 +70,16 @@ def mode_string(mode):
     if not text.isdigit():
         raise ValueError(f"file mode {mode!r} is not octal digits like '0644'")
     return f"{int(text, 8):04o}"
+
+
+def user_path(path):
+    """``~user/rest`` with that user's home (from the password database, not the environment); other paths
+    as they are. Raises KeyError naming the user when there is no such user."""
+    if not path.startswith("~"):
+        return path
+    user, _sep, rest = path[1:].partition("/")
+    try:
+        home = pwd.getpwnam(user).pw_dir
+    except KeyError:
+        raise KeyError(f"no such user: {user}") from None
+    return home.rstrip("/") + "/" + rest if rest else home

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: k3s_files
-author: pik3s developers
+author: pik3s developers (@pik3s)
 version_added: 0.1.0
 short_description: Put every file pik3s manages on a host in place in one call, each atomically
 description:
@@ -25,9 +25,14 @@ description:
     diff.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
   action:
     support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
   diff_mode:
@@ -171,7 +176,12 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_digest import mode_string, sha256_file, to_bytes
+from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_digest import (
+    mode_string,
+    sha256_file,
+    to_bytes,
+    user_path,
+)
 
 _ENTRY = {
     "path": {"type": "str", "required": True},
@@ -195,7 +205,7 @@ ARGUMENT_SPEC = {
     "files": {"type": "list", "elements": "dict", "required": True, "options": _ENTRY},
     # Secret entries, as the action passes them: their content is no_log, so it is in no log, journal line
     # or result (AnsibleModule masks it wherever it would appear).
-    "secrets": {"type": "list", "elements": "dict", "default": [],
+    "secrets": {"type": "list", "elements": "dict", "default": [], "no_log": False,
                 "options": dict(_ENTRY, content={"type": "str", "no_log": True},
                                 block={"type": "str", "no_log": True})},
     "known": {"type": "dict", "default": {}},
@@ -204,19 +214,18 @@ ARGUMENT_SPEC = {
 }
 
 
-# ansible-core 2.17 has no keep_dest_attrs: its atomic_move copies the old file's attributes, which the
-# final attributes then replace; later releases can leave them out.
-_MOVE_PARAMS = inspect.signature(AnsibleModule.atomic_move).parameters
-_MOVE_ARGS = {"keep_dest_attrs": False} if "keep_dest_attrs" in _MOVE_PARAMS else {}
+def _move_args(module):
+    """ansible-core 2.17 has no keep_dest_attrs: its atomic_move copies the old file's attributes, which the
+    final attributes then replace; later releases can leave them out."""
+    params = inspect.signature(module.atomic_move).parameters
+    return {"keep_dest_attrs": False} if "keep_dest_attrs" in params else {}
 
 
 def _expand(path):
-    if not path.startswith("~"):
-        return path
-    real = os.path.expanduser(path)
-    if real.startswith("~"):
-        raise OSError(errno.ENOENT, f"no such user: {path.split('/', 1)[0][1:]}")
-    return real
+    try:
+        return user_path(path)
+    except KeyError as exc:
+        raise OSError(errno.ENOENT, exc.args[0]) from None
 
 
 def _read(path):
@@ -309,7 +318,7 @@ class Writer:
                     f.flush()
                     os.fsync(f.fileno())
                 self._apply(attrs, tmp, True)
-                self.module.atomic_move(tmp, path, unsafe_writes=False, **_MOVE_ARGS)
+                self.module.atomic_move(tmp, path, unsafe_writes=False, **_move_args(self.module))
             except BaseException:
                 if os.path.exists(tmp):
                     os.unlink(tmp)

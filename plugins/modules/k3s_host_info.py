@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: k3s_host_info
-author: pik3s developers
+author: pik3s developers (@pik3s)
 version_added: 0.1.0
 short_description: Read in one call everything pik3s decides on about a host
 description:
@@ -207,6 +207,7 @@ from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_digest import (
     mode_string,
     sha256_file,
     token_fingerprint,
+    user_path,
 )
 from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_token import TokenError, parse_token
 
@@ -240,7 +241,10 @@ class Host:
         self.release = release or platform.release()
 
     def path(self, path):
-        path = os.path.expanduser(path) if path.startswith("~") else path
+        try:
+            path = user_path(path)
+        except KeyError:
+            return "/nonexistent/" + path  # no such user: nothing there
         return os.path.join(self.root, path.lstrip("/")) if self.root != "/" else path
 
     def read(self, path, limit=None):
@@ -468,15 +472,15 @@ def read_state(host, params, users):
 
 ARGUMENT_SPEC = {
     "paths": {"type": "list", "elements": "str", "default": []},
-    "secret_paths": {"type": "list", "elements": "str", "default": []},
-    "token_files": {"type": "list", "elements": "str", "default": []},
+    "secret_paths": {"type": "list", "elements": "str", "default": [], "no_log": False},
+    "token_files": {"type": "list", "elements": "str", "default": [], "no_log": False},
     "fingerprint_key": {"type": "str", "default": "", "no_log": True},
     "contents": {"type": "list", "elements": "str", "default": []},
     "units": {"type": "list", "elements": "str", "default": []},
     "sysctls": {"type": "list", "elements": "str", "default": []},
     "sysctl_files": {"type": "list", "elements": "str", "default": []},
     "user_paths": {"type": "list", "elements": "str", "default": []},
-    "user_secret_paths": {"type": "list", "elements": "str", "default": []},
+    "user_secret_paths": {"type": "list", "elements": "str", "default": [], "no_log": False},
     "user_blocks": {"type": "list", "elements": "dict", "default": [],
                     "options": {"path": {"type": "str", "required": True},
                                 "marker": {"type": "str", "required": True}}},

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: k3s_kubeconfig
-author: pik3s developers
+author: pik3s developers (@pik3s)
 version_added: 0.1.0
 short_description: Bring a K3s server's admin kubeconfig to the controller, renamed and pointed at the API
 description:
@@ -21,9 +21,14 @@ description:
   - The admin client key never appears in the task's result, its diff or its log.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
   action:
     support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
   diff_mode:

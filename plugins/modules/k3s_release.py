@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: k3s_release
-author: pik3s developers
+author: pik3s developers (@pik3s)
 version_added: 0.1.0
 short_description: Settle the K3s release and verify its files on the controller
 description:
@@ -22,9 +22,14 @@ description:
   - Runs on the controller only and contacts no host. It fills the controller's cache in check mode too.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
   action:
     support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
     details: The controller's download cache is filled in check mode too; no host is contacted.
