@@ -34,8 +34,11 @@ BIN = Path(sys.executable).parent
 SPECS = {"default": ROOT / "molecule/default/lab.yml", "seed": ROOT / "src/pik3s/lab/data/seed-lab.yml"}
 
 
-def env_for(checkout: Path, state: Path, report: Path | None = None) -> dict[str, str]:
+def env_for(checkout: Path, state: Path, report: Path | None = None, mitogen: str = "") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    if mitogen:  # Mitogen for Ansible's strategy (optional, never required by pik3s)
+        env.update(ANSIBLE_STRATEGY_PLUGINS=str(Path(mitogen) / "ansible_mitogen/plugins/strategy"),
+                   ANSIBLE_STRATEGY="mitogen_linear")
     env.update(ANSIBLE_CONFIG=str(checkout / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", PIK3S_LAB_STATE_DIR=str(state),
                PATH=f"{BIN}:{env.get('PATH', '')}",
                ANSIBLE_CALLBACK_PLUGINS=str(ROOT / "tests/callback_plugins"), ANSIBLE_CALLBACKS_ENABLED="pik3s_cost")
@@ -61,11 +64,11 @@ def recap(log: Path) -> dict[str, dict[str, int]]:
     return out
 
 
-def playbook_run(name: str, checkout: Path, state: Path, work: Path, *extra: str) -> dict[str, Any]:
+def playbook_run(name: str, checkout: Path, state: Path, work: Path, mitogen: str = "") -> dict[str, Any]:
     report = work / f"{name}.cost.json"
     log = work / f"{name}.log"
-    took = timed([str(BIN / "ansible-playbook"), "-i", "inventories/lab", "site.yml", *extra], checkout,
-                 env_for(checkout, state, report), log)
+    took = timed([str(BIN / "ansible-playbook"), "-i", "inventories/lab", "site.yml"], checkout,
+                 env_for(checkout, state, report, mitogen), log)
     cost = json.loads(report.read_text())
     return {"wall_s": round(took, 1), "recap": recap(log), "per_host": cost}
 
@@ -75,7 +78,7 @@ def ping_round(checkout: Path, state: Path, work: Path) -> float:
                  checkout, env_for(checkout, state), work / "ping.log")
 
 
-def bench_one(label: str, checkout: Path, spec: Path, reruns: int, work: Path) -> dict[str, Any]:
+def bench_one(label: str, checkout: Path, spec: Path, reruns: int, work: Path, mitogen: str = "") -> dict[str, Any]:
     name = yaml.safe_load(spec.read_text())["name"]
     state = work / f"lab-{label}"
     shutil.rmtree(state, ignore_errors=True)
@@ -83,9 +86,9 @@ def bench_one(label: str, checkout: Path, spec: Path, reruns: int, work: Path) -
     subprocess.run([pik3s, "lab", "up", "--spec", str(spec), "--state-dir", str(state)], check=True,
                    stdout=subprocess.DEVNULL)
     try:
-        deploy = playbook_run(f"{label}-deploy", checkout, state, work)
-        pings = [round(ping_round(checkout, state, work), 2) for _ in range(3)]
-        runs = [playbook_run(f"{label}-rerun{i}", checkout, state, work) for i in range(reruns)]
+        deploy = playbook_run(f"{label}-deploy", checkout, state, work, mitogen)
+        pings = [round(ping_round(checkout, state, work), 2) for _round in range(3)]
+        runs = [playbook_run(f"{label}-rerun{i}", checkout, state, work, mitogen) for i in range(reruns)]
     finally:
         subprocess.run([pik3s, "lab", "down", "--name", name, "--state-dir", str(state)], check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -95,8 +98,8 @@ def bench_one(label: str, checkout: Path, spec: Path, reruns: int, work: Path) -
     return {"label": label, "checkout": str(checkout), "deploy": deploy, "ping_rounds_s": pings, "reruns": runs,
             "rerun_wall_s": rerun_wall, "rerun_to_ping": round(rerun_wall / ping, 1),
             "rerun_changed": changed,
-            "rerun_modules_max": max(c["modules"] for r in runs for h, c in r["per_host"].items()
-                                     if h != "localhost")}
+            "rerun_modules_max": max((c["modules"] for r in runs for h, c in r["per_host"].items()
+                                      if h != "localhost"), default=0)}
 
 
 def show(result: dict[str, Any]) -> None:
@@ -106,6 +109,8 @@ def show(result: dict[str, Any]) -> None:
           f"(median {result['rerun_wall_s']} s); ping rounds {result['ping_rounds_s']} s; "
           f"re-run / ping = {result['rerun_to_ping']}; re-run changes: {result['rerun_changed'] or 'none'}")
     last = result["reruns"][-1]["per_host"] if result["reruns"] else {}
+    if result["label"].endswith("+mitogen"):
+        print("  (module invocations are not counted under Mitogen, which runs modules its own way)")
     print(f"  {'host':<12} {'deploy tasks':>12} {'modules':>8} | {'re-run tasks':>12} {'modules':>8} "
           f"{'commands':>8} {'transfers':>9}")
     for host in sorted(set(d["per_host"]) | set(last)):
@@ -124,24 +129,29 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1, help="fresh labs per checkout (default 1)")
     ap.add_argument("--compare", metavar="REF", help="also benchmark this git ref (a temporary worktree), "
                     "alternating with this checkout: REF first in each round")
+    ap.add_argument("--mitogen", metavar="DIR", help="also benchmark this checkout with Mitogen for Ansible's "
+                    "mitogen_linear strategy, from DIR (holding ansible_mitogen/, e.g. an unpacked mitogen wheel), "
+                    "alternating with the plain runs")
     args = ap.parse_args()
     spec = SPECS.get(args.spec, Path(args.spec)).resolve()
     name = yaml.safe_load(spec.read_text())["name"]
     reports = Path(os.environ.get("PIK3S_REPORT_DIR") or Path.home() / ".cache/pik3s/reports")
     reports.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="pik3s-bench-"))
-    checkouts = [("this", ROOT)]
+    checkouts = [("this", ROOT, "")]
+    if args.mitogen:
+        checkouts.append(("this+mitogen", ROOT, str(Path(args.mitogen).resolve())))
     worktree = None
     if args.compare:
         worktree = work / "compare"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.compare],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        checkouts.insert(0, (args.compare, worktree))
+        checkouts.insert(0, (args.compare, worktree, ""))
     results = []
     try:
         for rnd in range(args.rounds):
-            for label, checkout in checkouts:
-                result = bench_one(label, checkout, spec, args.reruns, work)
+            for label, checkout, mitogen in checkouts:
+                result = bench_one(label, checkout, spec, args.reruns, work, mitogen)
                 result["round"] = rnd + 1
                 show(result)
                 results.append(result)
@@ -151,7 +161,7 @@ def main() -> int:
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip()
     summary = {}
-    for label, _ in checkouts:
+    for label, _checkout, _mitogen in checkouts:
         mine = [r for r in results if r["label"] == label]
         summary[label] = {"deploy_wall_s_median": statistics.median(r["deploy"]["wall_s"] for r in mine),
                           "rerun_wall_s_median": statistics.median(r["rerun_wall_s"] for r in mine),

@@ -13,7 +13,9 @@ the host it ran on.
 Ansible runs each task of each host in a forked worker process, so the counts
 are taken there (the module hooks below are installed when this callback is
 loaded, before any worker forks) and appended as lines to a log file that
-this callback reads at the end of the run. Enable with
+this callback reads at the end of the run. (Under Mitogen for Ansible's
+strategy, which runs modules its own way, only the tasks are counted.)
+Enable with
 ``ANSIBLE_CALLBACK_PLUGINS=tests/callback_plugins ANSIBLE_CALLBACKS_ENABLED=pik3s_cost``;
 ``PIK3S_COST_REPORT=<file>`` writes the figures there as JSON.
 """
@@ -83,10 +85,14 @@ def _wrap_executor():
     TaskExecutor.run = run
 
 
-_wrap(ActionBase, "_execute_module", "module")
-_wrap(ActionBase, "_low_level_execute_command", "command")
-_wrap(ActionBase, "_transfer_file", "transfer")
-_wrap(ActionBase, "_transfer_data", "transfer")
+def _wrap_actions(cls):
+    _wrap(cls, "_execute_module", "module")
+    _wrap(cls, "_low_level_execute_command", "command")
+    _wrap(cls, "_transfer_file", "transfer")
+    _wrap(cls, "_transfer_data", "transfer")
+
+
+_wrap_actions(ActionBase)
 _wrap_executor()
 
 
