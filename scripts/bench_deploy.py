@@ -163,9 +163,9 @@ def main() -> int:
     summary = {}
     for label, _checkout, _mitogen in checkouts:
         mine = [r for r in results if r["label"] == label]
-        summary[label] = {"deploy_wall_s_median": statistics.median(r["deploy"]["wall_s"] for r in mine),
-                          "rerun_wall_s_median": statistics.median(r["rerun_wall_s"] for r in mine),
-                          "rerun_to_ping_median": statistics.median(r["rerun_to_ping"] for r in mine),
+        summary[label] = {"deploy_wall_s_median": round(statistics.median(r["deploy"]["wall_s"] for r in mine), 1),
+                          "rerun_wall_s_median": round(statistics.median(r["rerun_wall_s"] for r in mine), 1),
+                          "rerun_to_ping_median": round(statistics.median(r["rerun_to_ping"] for r in mine), 1),
                           "rerun_modules_per_host_max": max(r["rerun_modules_max"] for r in mine)}
     doc = {"lab": name, "spec": str(spec), "commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
            "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
