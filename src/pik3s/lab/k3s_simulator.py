@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as _dt
+import functools
 import hashlib
 import hmac
 import http.client
@@ -23,8 +24,10 @@ import http.server
 import json
 import os
 import platform
+import queue
 import re
 import secrets
+import selectors
 import signal
 import socket
 import ssl
@@ -54,6 +57,11 @@ RETRY_SECONDS = float(os.environ.get("PIK3S_SIM_RETRY", "3"))
 # the simulator waits this long before it listens, so that a restart is an
 # API outage clients can observe (tests of rolling upgrades rely on it).
 API_START_SECONDS = float(os.environ.get("PIK3S_SIM_API_START", "4"))
+# The leader keeps node heartbeats in memory and writes them to the datastore
+# (replicated, saved) at most this often, well within the grace period.
+PERSIST_SECONDS = float(os.environ.get("PIK3S_SIM_PERSIST", str(min(3.0, NODE_GRACE_SECONDS / 3))))
+# Threads that serve API requests: a fixed pool, started once (see ApiServer).
+WORKERS = 16
 
 # Unit tests of the simulator run several instances on one machine; they put
 # each instance's absolute paths under its own root. The lab never sets this.
@@ -522,7 +530,10 @@ def configured_token(cfg: dict[str, Any], key: str = "token") -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=32)
 def password_check(password: str, salt: str) -> str:
+    """The stored check of a token password (PBKDF2, deliberately slow): computed once per password and
+    salt, not on every request that presents it."""
     return hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 20000).hex()
 
 
@@ -736,25 +747,90 @@ def https_request(url: str, method: str = "GET", body: Any = None, *,
             write_private(kf, client_cert[1])
             ctx.load_cert_chain(str(cf), str(kf))
         conn = http.client.HTTPSConnection(u.hostname or "", u.port or 443, context=ctx, timeout=timeout)
-        headers = {"User-Agent": f"k3s/{version()} ({SIM_NAME})"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        if basic:
-            headers["Authorization"] = "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
-        conn.request(method, u.path + (f"?{u.query}" if u.query else ""), body=data, headers=headers)
-        resp = conn.getresponse()
-        payload = resp.read()
-        conn.close()
-        if resp.status >= 400:
-            raise HttpError(resp.status, payload.decode(errors="replace").strip())
+        try:
+            status, payload = _exchange(conn, method, u.path + (f"?{u.query}" if u.query else ""), body, basic)
+        finally:
+            conn.close()
+        if status >= 400:
+            raise HttpError(status, payload.decode(errors="replace").strip())
         return payload
     finally:
         if tmpdir:
             for f in Path(tmpdir).iterdir():
                 f.unlink()
             os.rmdir(tmpdir)
+
+
+class HttpClient:
+    """HTTPS with keep-alive for long-running clients (agents, server peers): one TLS context, and per
+    server URL a small pool of open connections reused request after request, so a heartbeat is one
+    request on a connection already open, not a new connection and TLS handshake (nor a new thread on
+    the server's side)."""
+
+    def __init__(self, cadata: str, basic: tuple[str, str], timeout: float = 5.0):
+        self.ctx = ssl.create_default_context(cadata=cadata)
+        self.basic = basic
+        self.timeout = timeout
+        self.lock = threading.Lock()
+        self.idle: dict[tuple[str, int], list[http.client.HTTPSConnection]] = {}
+
+    def _take(self, key: tuple[str, int], timeout: float) -> tuple[http.client.HTTPSConnection, bool]:
+        with self.lock:
+            pool = self.idle.get(key) or []
+            if pool:
+                conn = pool.pop()
+                if conn.sock is not None:
+                    conn.sock.settimeout(timeout)
+                conn.timeout = timeout
+                return conn, True
+        return http.client.HTTPSConnection(key[0], key[1], context=self.ctx, timeout=timeout), False
+
+    def _give_back(self, key: tuple[str, int], conn: http.client.HTTPSConnection) -> None:
+        with self.lock:
+            self.idle.setdefault(key, []).append(conn)
+
+    def request(self, url: str, method: str = "GET", body: Any = None, timeout: float | None = None) -> bytes:
+        u = urllib.parse.urlsplit(url)
+        key = (u.hostname or "", u.port or 443)
+        path = u.path + (f"?{u.query}" if u.query else "")
+        for _attempt in range(2):
+            conn, reused = self._take(key, timeout or self.timeout)
+            try:
+                status, payload = _exchange(conn, method, path, body, self.basic)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError):
+                conn.close()
+                if reused:  # the server closed it while idle: the request never reached it
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            self._give_back(key, conn)
+            if status >= 400:
+                raise HttpError(status, payload.decode(errors="replace").strip())
+            return payload
+        raise OSError(f"{url}: connection closed by the server")
+
+    def close(self) -> None:
+        with self.lock:
+            for pool in self.idle.values():
+                for conn in pool:
+                    conn.close()
+            self.idle.clear()
+
+
+def _exchange(conn: http.client.HTTPConnection, method: str, path: str, body: Any,
+              basic: tuple[str, str] | None) -> tuple[int, bytes]:
+    headers = {"User-Agent": f"k3s/{version()} ({SIM_NAME})"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if basic:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
+    conn.request(method, path, body=data, headers=headers)
+    resp = conn.getresponse()
+    return resp.status, resp.read()
 
 
 # --------------------------------------------------------------------------
@@ -957,6 +1033,7 @@ class ServerState:
                 raise ServiceUnavailable("etcdserver: request timed out (write not acknowledged by a quorum)")
             self.data = new
             self.save()
+            self.server.count("writes")
 
     def accept(self, incoming: dict[str, Any]) -> bool:
         with self.lock:
@@ -986,7 +1063,12 @@ class Server:
         self.stop = threading.Event()
         self.password = ""
         self.server_ca = b""
-        self.httpd: http.server.ThreadingHTTPServer | None = None
+        self.httpd: ApiServer | None = None
+        self._peers: HttpClient | None = None
+        # Heartbeats the leader has not written to the datastore yet (name -> last_seen, running, version).
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.stats_lock = threading.Lock()
+        self.stats = {"connections": 0, "requests": 0, "heartbeats": 0, "writes": 0}
 
     # paths ------------------------------------------------------------------
     @property
@@ -1005,9 +1087,15 @@ class Server:
     def creds(self) -> tuple[str, str]:
         return ("server", self.password)
 
+    def count(self, what: str, n: int = 1) -> None:
+        with self.stats_lock:
+            self.stats[what] += n
+
     def peer_call(self, url: str, method: str, path: str, body: Any = None, timeout: float = 3) -> bytes:
-        return https_request(url + path, method, body, cadata=self.server_ca.decode(),
-                             basic=self.creds(), timeout=timeout)
+        peers = self._peers
+        if peers is None or peers.basic != self.creds():
+            peers = self._peers = HttpClient(self.server_ca.decode(), self.creds())
+        return peers.request(url + path, method, body, timeout=timeout)
 
     # start-up ---------------------------------------------------------------
     def start(self) -> None:
@@ -1247,12 +1335,11 @@ class Server:
         handler = type("Handler", (ApiHandler,), {"server_obj": self})
         time.sleep(API_START_SECONDS)
         try:
-            self.httpd = http.server.ThreadingHTTPServer((bind, self.port), handler)
+            self.httpd = ApiServer((bind, self.port), handler, ctx, self)
         except OSError as exc:
             raise Fatal(f"failed to listen on {bind}:{self.port}: {exc.strerror}") from exc
-        self.httpd.daemon_threads = True
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, daemon=True, name="api-loop").start()
+        threading.Thread(target=self._persist_loop, daemon=True, name="persist").start()
         log("info", f"Serving the Kubernetes API on https://{bind}:{self.port}")
 
     def node_record(self, payload: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
@@ -1284,26 +1371,78 @@ class Server:
         self.state.write({"op": "register", "node": payload, "password": password})
 
     def heartbeat(self, name: str, password: str, version_: str, running: bool = True) -> None:
-        self.state.write({"op": "heartbeat", "name": name, "password": password,
-                          "version": version_, "running": running})
+        """A node's heartbeat. The leader keeps it in memory (PERSIST_SECONDS at most, then one write for
+        all of them); another server hands it to the leader."""
+        self.count("heartbeats")
+        self.state.require_quorum()
+        leader = self.state.leader()
+        beat = {"name": name, "password": password, "version": version_, "running": running}
+        if leader == self.node_name:
+            self.note_heartbeat(beat)
+            return
+        try:
+            self.peer_call(self.state.members()[leader], "POST", "/v1-k3s/sim/peer/heartbeat", beat, timeout=5)
+        except HttpError as exc:
+            if exc.status == 403:
+                raise PermissionError(exc.body) from exc
+            if exc.status == 404:
+                raise KeyError(name) from exc
+            raise ServiceUnavailable(f"etcdserver: leader {leader} refused the heartbeat: {exc.body}") from exc
+        except (OSError, ssl.SSLError) as exc:
+            self.state.forget_alive()
+            raise ServiceUnavailable(f"etcdserver: leader changed ({leader} unreachable)") from exc
+
+    def note_heartbeat(self, beat: dict[str, Any]) -> None:
+        """On the leader: check the node and its password as a write would, and keep the beat in memory."""
+        name = beat["name"]
+        with self.state.lock:
+            if name not in self.state.data["nodes"]:
+                raise KeyError(name)
+            self._check_node_password(self.state.data, name, beat["password"])
+            self.pending[name] = {"last_seen": time.time(), "running": beat["running"], "version": beat["version"]}
+
+    def _persist_loop(self) -> None:
+        """Write the heartbeats kept in memory to the datastore, at most every PERSIST_SECONDS."""
+        while not self.stop.wait(PERSIST_SECONDS):
+            with self.state.lock:
+                batch = dict(self.pending)
+            if not batch:
+                continue
+            try:
+                self.state.write({"op": "heartbeats", "seen": batch})
+            except (ServiceUnavailable, KeyError, PermissionError) as exc:
+                log("warning", f"Node heartbeats not persisted yet: {exc}")
+                continue
+            with self.state.lock:
+                for name, seen in batch.items():
+                    if self.pending.get(name) is seen:
+                        del self.pending[name]
+
+    def node_records(self) -> dict[str, dict[str, Any]]:
+        """The nodes as the datastore has them, with the heartbeats the leader holds in memory."""
+        with self.state.lock:
+            nodes = self.state.data["nodes"]
+            return {n: (dict(r, **self.pending[n]) if n in self.pending else r) for n, r in nodes.items()}
+
+    @staticmethod
+    def _check_node_password(state: dict[str, Any], name: str, password: str) -> None:
+        stored = state["node_passwords"].get(name)
+        if stored is not None and stored != hashlib.sha256(f"{name}:{password}".encode()).hexdigest():
+            raise PermissionError(NODE_PASSWORD_MSG)
 
     def apply_op(self, state: dict[str, Any], op: dict[str, Any]) -> None:
         """Apply one datastore operation (on the leader)."""
         kind = op["op"]
-        if kind in ("register", "heartbeat"):
-            name = op["node"]["name"] if kind == "register" else op["name"]
-            pw_hash = hashlib.sha256(f"{name}:{op['password']}".encode()).hexdigest()
-            stored = state["node_passwords"].get(name)
-            if kind == "heartbeat" and name not in state["nodes"]:
-                raise KeyError(name)
-            if stored is not None and stored != pw_hash:
-                raise PermissionError(NODE_PASSWORD_MSG)
-            if kind == "register":
-                state["node_passwords"][name] = pw_hash
-                state["nodes"][name] = self.node_record(op["node"], state["nodes"].get(name))
-            else:
-                rec = state["nodes"][name]
-                rec.update(last_seen=time.time(), running=op["running"], version=op["version"])
+        if kind == "register":
+            name = op["node"]["name"]
+            self._check_node_password(state, name, op["password"])
+            state["node_passwords"][name] = hashlib.sha256(f"{name}:{op['password']}".encode()).hexdigest()
+            state["nodes"][name] = self.node_record(op["node"], state["nodes"].get(name))
+            self.pending.pop(name, None)
+        elif kind == "heartbeats":  # a batch the leader kept in memory; nodes deleted since are skipped
+            for name, seen in op["seen"].items():
+                if name in state["nodes"]:
+                    state["nodes"][name].update(seen)
         elif kind == "add_member":
             state["members"][op["name"]] = op["url"]
         elif kind == "cordon":
@@ -1473,7 +1612,163 @@ def import_images(data_dir: Path) -> None:
         log("info", f"Imported images from {tarball} ({len(manifest.get('images', []))} images)")
 
 
+class _Writer:
+    """A connection's unbuffered writer (what socketserver gives handlers, without its private class)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    def write(self, data: bytes) -> int:
+        self.sock.sendall(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+class _Conn:
+    """One client connection and what outlives its requests: the TLS socket, its reader and writer."""
+
+    def __init__(self, sock: ssl.SSLSocket, addr: Any):
+        self.sock = sock
+        self.addr = addr
+        self.rfile = sock.makefile("rb")
+        self.wfile = _Writer(sock)
+
+    def close(self) -> None:
+        for closer in (self.rfile.close, self.sock.close):
+            try:
+                closer()
+            except OSError:
+                pass
+
+
+class ApiServer:
+    """HTTPS/1.1 with keep-alive on a fixed pool of threads started once. A connection waiting for its
+    next request sits in a selector, not in a thread; a worker takes it for one request (or its TLS
+    handshake) and hands it back. No thread starts or ends per connection or request: under qemu-user
+    7.2, which runs the lab's arm64 and armhf hosts, every thread that exits leaks about 200 KB, so a
+    server that started one per connection grew until the kernel killed it."""
+
+    def __init__(self, address: tuple[str, int], handler: type[ApiHandler], ctx: ssl.SSLContext,
+                 server: Server, workers: int = WORKERS):
+        self.listener = socket.create_server(address, backlog=128)
+        self.handler, self.ctx, self.server_obj = handler, ctx, server
+        self.selector = selectors.DefaultSelector()
+        self.jobs: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
+        self.returned: queue.SimpleQueue[_Conn] = queue.SimpleQueue()
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.stopping = threading.Event()
+        self.stopped = threading.Event()
+        self.workers = [threading.Thread(target=self._work, daemon=True, name=f"api-{i}") for i in range(workers)]
+        for t in self.workers:
+            t.start()
+
+    def serve_forever(self) -> None:
+        self.listener.setblocking(False)
+        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        idle: set[_Conn] = set()
+        try:
+            while not self.stopping.is_set():
+                for key, _events in self.selector.select(timeout=1.0):
+                    if key.data == "accept":
+                        self._accept()
+                    elif key.data == "wake":
+                        self.wake_r.recv(4096)
+                    else:
+                        conn = key.data
+                        self.selector.unregister(conn.sock)
+                        idle.discard(conn)
+                        self.jobs.put(("request", conn))
+                while True:
+                    try:
+                        conn = self.returned.get_nowait()
+                    except queue.Empty:
+                        break
+                    self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+                    idle.add(conn)
+        finally:
+            for conn in idle:
+                conn.close()
+            self.selector.close()
+            self.stopped.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            self.jobs.put(("handshake", (sock, addr)))
+
+    def _give_back(self, conn: _Conn) -> None:
+        if self.stopping.is_set():
+            conn.close()
+            return
+        self.returned.put(conn)
+        try:
+            self.wake_w.send(b"x")
+        except OSError:
+            conn.close()
+
+    def _work(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            kind, arg = job
+            try:
+                if kind == "handshake":
+                    self._handshake(*arg)
+                else:
+                    self._request(arg)
+            except Exception as exc:  # one request's failure must never cost a worker
+                log("error", f"API request failed: {exc!r}")
+
+    def _handshake(self, raw: socket.socket, addr: Any) -> None:
+        raw.setblocking(True)
+        raw.settimeout(10)
+        try:
+            sock = self.ctx.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            # K3s logs one line for a client that is not TLS (a plain TCP probe of the port, say).
+            reason = "EOF" if isinstance(exc, (ssl.SSLEOFError, ConnectionResetError)) or not str(exc) else exc
+            log("info", f"http: TLS handshake error from {addr[0]}:{addr[1]}: {reason}")
+            raw.close()
+            return
+        sock.settimeout(30)
+        self.server_obj.count("connections")
+        self._give_back(_Conn(sock, addr))
+
+    def _request(self, conn: _Conn) -> None:
+        handler = self.handler(conn, conn.addr, self)  # type: ignore[arg-type]
+        if handler.close_connection:
+            conn.close()
+        else:
+            self._give_back(conn)
+
+    def shutdown(self) -> None:
+        """Stop serving: the listener closes, idle connections close, the workers end."""
+        self.stopping.set()
+        try:
+            self.wake_w.send(b"x")
+        except OSError:
+            pass
+        self.stopped.wait(5)
+        self.listener.close()
+        for _ in self.workers:
+            self.jobs.put(None)
+
+    def server_close(self) -> None:
+        self.listener.close()
+
+
 class ApiHandler(http.server.BaseHTTPRequestHandler):
+    """One API request on a connection ApiServer keeps open (TLS done, reader and writer kept)."""
+
     server_obj: Server
     protocol_version = "HTTP/1.1"
 
@@ -1481,12 +1776,18 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         pass
 
     def setup(self) -> None:
-        super().setup()
-        try:
-            self.connection.do_handshake()
-        except (ssl.SSLError, OSError):
-            self.close_connection = True
-            raise
+        conn: _Conn = self.request
+        self.connection = conn.sock
+        self.rfile, self.wfile = conn.rfile, conn.wfile  # type: ignore[assignment]
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self.handle_one_request()
+        if getattr(self, "raw_requestline", b""):
+            self.server_obj.count("requests")
+
+    def finish(self) -> None:
+        pass  # the writer is unbuffered; the connection stays open for its next request
 
     def _send(self, status: int, body: Any, ctype: str = "application/json") -> None:
         data = body if isinstance(body, bytes) else (
@@ -1589,6 +1890,14 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             except KeyError as exc:
                 return self._error(404, f"not found: {exc}")
             return self._send(200, {"ok": True})
+        if path == "/v1-k3s/sim/peer/heartbeat" and method == "POST" and user == "server":
+            try:
+                srv.note_heartbeat(self._body())
+            except PermissionError as exc:
+                return self._error(403, str(exc))
+            except KeyError as exc:
+                return self._error(404, f"not found: {exc}")
+            return self._send(200, {"ok": True})
         if path == "/v1-k3s/sim/peer/replicate" and method == "POST" and user == "server":
             if srv.state.accept(self._body()):
                 return self._send(200, {"ok": True})
@@ -1613,7 +1922,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return self._error(404, f"node {m.group(1)} not found")
             except PermissionError as exc:
                 return self._error(403, str(exc))
-            return self._send(200, {"ok": True})
+            # The servers to fall back on, in the reply: no separate request for them.
+            return self._send(200, {"ok": True, "apiservers": sorted(srv.state.members().values())})
         return self._error(404, "not found")
 
     def _server_bootstrap(self, body: dict[str, Any]) -> None:
@@ -1639,9 +1949,12 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         if path == "/version":
             return self._send(200, {"gitVersion": version(), "platform": f"linux/{k8s_arch()}",
                                     "simulator": SIM_NAME})
+        if path == "/pik3s-sim/stats":  # test equipment's own counters (the soak test reads them)
+            with srv.stats_lock:
+                return self._send(200, dict(srv.stats, threads=threading.active_count()))
         srv.state.require_quorum()
         if path == "/api/v1/nodes" and method == "GET":
-            items = [node_object(r) for _, r in sorted(srv.state.data["nodes"].items())]
+            items = [node_object(r) for _, r in sorted(srv.node_records().items())]
             return self._send(200, {"apiVersion": "v1", "kind": "NodeList", "items": items})
         m = re.fullmatch(r"/api/v1/nodes/([^/]+)", path)
         if m:
@@ -1650,13 +1963,13 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return self._send(404, {"kind": "Status", "code": 404, "reason": "NotFound",
                                         "message": f'nodes "{name}" not found'})
             if method == "GET":
-                return self._send(200, node_object(srv.state.data["nodes"][name]))
+                return self._send(200, node_object(srv.node_records()[name]))
             if method == "PATCH":
                 body = self._body() or {}
                 unsched = body.get("spec", {}).get("unschedulable")
                 if unsched is not None:
                     srv.state.write({"op": "cordon", "name": name, "unschedulable": bool(unsched)})
-                return self._send(200, node_object(srv.state.data["nodes"][name]))
+                return self._send(200, node_object(srv.node_records()[name]))
             if method == "DELETE":
                 srv.state.write({"op": "delete_node", "name": name})
                 return self._send(200, {"kind": "Status", "status": "Success"})
@@ -1683,17 +1996,20 @@ class Agent:
         ips = _as_list(cfg.get("node-ip"))
         self.node_ip = ips[0] if ips else primary_ip(_url_host(cfg["server"]))
         self.ca: bytes | None = None
+        self.client: HttpClient | None = None  # one TLS context and kept-open connections, once the CA is known
         self.stop = threading.Event()
 
     def call(self, path: str, body: Any, method: str = "POST") -> bytes:
+        if self.client is None:
+            assert self.ca is not None
+            self.client = HttpClient(self.ca.decode(), ("node", self.password), timeout=5)
         last: Exception | None = None
         for url in list(self.servers):
             try:
-                return https_request(url + path, method, body, cadata=self.ca.decode() if self.ca else None,
-                                     basic=("node", self.password), timeout=5)
+                return self.client.request(url + path, method, body)
             except HttpError:
                 raise
-            except (OSError, ssl.SSLError) as exc:
+            except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
                 last = exc
         raise OSError(f"no server answered: {last}")
 
@@ -1736,8 +2052,9 @@ class Agent:
         import_images(self.data_dir)
         while not self.stop.wait(HEARTBEAT_SECONDS):
             try:
-                self.call(f"/v1-k3s/sim/nodes/{self.node_name}/heartbeat",
-                          {"password": pw, "version": version()})
+                reply = json.loads(self.call(f"/v1-k3s/sim/nodes/{self.node_name}/heartbeat",
+                                             {"password": pw, "version": version()}))
+                self._use_servers(reply.get("apiservers") or [])
             except HttpError as exc:
                 if exc.status == 404:
                     log("info", "This node was deleted from the cluster: registering it again")
@@ -1747,15 +2064,18 @@ class Agent:
                         log("error", f"re-registration failed: {exc2}")
                 else:
                     log("warning", f"Node heartbeat failed: {exc}")
-            except (OSError, ssl.SSLError) as exc:
+            except (OSError, ssl.SSLError, ValueError) as exc:
                 log("warning", f"Node heartbeat failed: {exc}")
-            self._refresh_servers()
 
     def _refresh_servers(self) -> None:
         try:
             urls = json.loads(self.call("/v1-k3s/sim/apiservers", None, "GET"))
         except Exception:
             return
+        self._use_servers(urls)
+
+    def _use_servers(self, urls: list[str]) -> None:
+        """The configured server first, then the others the cluster knows, to fall back on."""
         first = self.servers[0]
         self.servers = [first] + [u for u in urls if u != first]
 

@@ -20,7 +20,8 @@ from typing import Any
 from pik3s.lab import mirror
 
 _ADDRS = itertools.count(2)
-FAST = {"PIK3S_SIM_HEARTBEAT": "0.4", "PIK3S_SIM_GRACE": "2.5", "PIK3S_SIM_RETRY": "0.4", "PIK3S_SIM_API_START": "0"}
+FAST = {"PIK3S_SIM_HEARTBEAT": "0.4", "PIK3S_SIM_GRACE": "2.5", "PIK3S_SIM_RETRY": "0.4", "PIK3S_SIM_API_START": "0",
+        "PIK3S_SIM_PERSIST": "0.8"}
 
 
 def free_port(ip: str) -> int:
