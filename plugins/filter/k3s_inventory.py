@@ -1,23 +1,55 @@
 # Copyright: pik3s developers
 # Apache License 2.0 (see LICENSE)
-"""Filter: the problems of a pik3s inventory (docs in k3s_inventory_problems.yml)."""
+"""Filters: the inventory as the rules see it, and its problems (rules in
+plugin_utils/k3s_rules.py; docs in k3s_inventory_description.yml,
+k3s_inventory_problems.yml and k3s_remove_problems.yml)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_inventory import inventory_problems
+from ansible_collections.pik3s.cluster.plugins.plugin_utils import k3s_rules
 
 
-def k3s_inventory_problems(inventory, owned_keys):
-    if not isinstance(inventory, dict) or not isinstance(owned_keys, dict):
-        raise AnsibleFilterError("k3s_inventory_problems expects an inventory description and the owned-keys map")
+def _plain(value):
+    """A variable's value as data: vault-encrypted strings decrypted (the playbook has the vault
+    secrets; without them Ansible has already refused to run), containers copied."""
+    if isinstance(value, Mapping):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if type(value).__name__ == "AnsibleVaultEncryptedUnicode":  # ansible-core before 2.19
+        return str(value)
+    return value
+
+
+def k3s_inventory_description(hostvars, groups, archs=None):
+    if not isinstance(groups, Mapping):
+        raise AnsibleFilterError("k3s_inventory_description expects hostvars and the groups mapping")
     try:
-        return inventory_problems(inventory, owned_keys)
+        description = k3s_rules.describe(hostvars, groups, dict(archs or {}))
     except (KeyError, TypeError) as exc:
-        raise AnsibleFilterError(f"malformed inventory description: {exc}") from None
+        raise AnsibleFilterError(f"k3s_inventory_description: {exc}") from None
+    return _plain(description)
+
+
+def k3s_inventory_problems(description):
+    if not isinstance(description, Mapping):
+        raise AnsibleFilterError("k3s_inventory_problems expects an inventory description "
+                                 "(from pik3s.cluster.k3s_inventory_description)")
+    return k3s_rules.inventory_problems(_plain(description))
+
+
+def k3s_remove_problems(value, description):
+    if not isinstance(description, Mapping):
+        raise AnsibleFilterError("k3s_remove_problems expects k3s_remove and the inventory description")
+    return k3s_rules.remove_problems(_plain(value), _plain(description))
 
 
 class FilterModule:
     def filters(self):
-        return {"k3s_inventory_problems": k3s_inventory_problems}
+        return {"k3s_inventory_description": k3s_inventory_description,
+                "k3s_inventory_problems": k3s_inventory_problems,
+                "k3s_remove_problems": k3s_remove_problems}

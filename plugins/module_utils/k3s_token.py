@@ -30,21 +30,21 @@ def parse_token(token):
     if token != token.strip():
         raise TokenError("the K3s token has leading or trailing whitespace")
     if token.startswith(SECURE_PREFIX):  # K3s reads every K10... token as a secure one
-        m = _SECURE.match(token)
+        m = _SECURE.fullmatch(token)
         if m is None:
             raise TokenError("malformed secure K3s token: expected K10<ca-hash>::<username>:<password>")
-        if not _HASH.match(m.group("hash")):
+        if not _HASH.fullmatch(m.group("hash")):
             raise TokenError(
                 "malformed secure K3s token: the CA hash after K10 must be 64 lowercase hex digits "
                 f"(found {len(m.group('hash'))} characters)")
-        if not _USER.match(m.group("user")):
+        if not _USER.fullmatch(m.group("user")):
             raise TokenError("malformed secure K3s token: the username must be lowercase letters, digits or '-'")
-        if not _PASSWORD.match(m.group("password")):
+        if not _PASSWORD.fullmatch(m.group("password")):
             raise TokenError("malformed secure K3s token: the password is empty or has spaces or "
                              "non-ASCII characters")
         return {"format": "secure", "ca_hash": m.group("hash"), "username": m.group("user"),
                 "password": m.group("password")}
-    if not _PASSWORD.match(token):
+    if not _PASSWORD.fullmatch(token):
         raise TokenError("malformed K3s token: a short token must be printable ASCII without spaces")
     if ":" in token:
         raise TokenError("malformed K3s token: a short token cannot contain ':' "

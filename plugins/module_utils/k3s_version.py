@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import re
 
-_RELEASE = re.compile(r"^v(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)\+k3s(?P<rev>\d+)$")
+_RELEASE = re.compile(r"v(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)\+k3s(?P<rev>\d+)")
+_RELEASE_IN_TEXT = re.compile(r"v\d+\.\d+\.\d+\+k3s\d+")
+
+
+def is_release(value):
+    """Whether ``value`` is a K3s release name (vX.Y.Z+k3sN), exactly: no whitespace around it."""
+    return isinstance(value, str) and _RELEASE.fullmatch(value) is not None
+
+
+def release_in_text(text):
+    """The first release name in a text (such as ``k3s --version`` output); '' when there is none."""
+    match = _RELEASE_IN_TEXT.search(text) if isinstance(text, str) else None
+    return match.group(0) if match else ""
 
 
 def parse_version(value):
     """(major, minor, patch, k3s revision) of a release name such as v1.31.4+k3s1."""
-    match = _RELEASE.match(value) if isinstance(value, str) else None
+    match = _RELEASE.fullmatch(value) if isinstance(value, str) else None
     if not match:
         raise ValueError(f"{value!r} is not a K3s release name like v1.31.4+k3s1")
     return tuple(int(match.group(k)) for k in ("major", "minor", "patch", "rev"))

@@ -32,8 +32,8 @@ import urllib.parse
 
 from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_arch import arch_assets
 from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_digest import sha256_file
+from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_version import is_release
 
-VERSION_RE = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$")
 IMAGES_NAME = "k3s-airgap-images-%s.tar.gz"
 BINARY_ASSETS = ("k3s", "k3s-arm64", "k3s-armhf")
 _LINE = re.compile(r"^([0-9a-f]{64})\s+\*?(\S+)\s*$")
@@ -77,7 +77,7 @@ def resolve_version(version, channel, channel_url, airgap_dir, opener):
             raise ReleaseError(f"the K3s channel '{channel}' could not be resolved: {url} did not redirect to a "
                                "release (set k3s_version, or k3s_channel to a channel that exists)")
         out = urllib.parse.unquote(urllib.parse.urlsplit(location).path.rstrip("/").rsplit("/", 1)[-1])
-    if not VERSION_RE.match(out):
+    if not is_release(out):
         raise ReleaseError(f"K3s version '{out}' is not a release name like v1.31.4+k3s1 "
                            "(set k3s_version, or k3s_channel to a channel that exists).")
     return out
@@ -208,7 +208,7 @@ def known_binaries(cache_dir, airgap=None):
     if airgap:
         sources += [(p, airgap[1]) for p in glob.glob(os.path.join(glob.escape(airgap[0]), "sha256sum-*.txt"))]
     for path, version in sources:
-        if not VERSION_RE.match(version):
+        if not is_release(version):
             continue
         try:
             with open(path, encoding="utf-8") as f:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pik3s.errors import Pik3sError
+from pik3s.inventory import Vault
 from pik3s.results import Result
 from pik3s.runner import OPERATIONS, EventCallback, Run, prepare
 
@@ -67,17 +68,20 @@ def start(operation: str, inventory: Inventory, *, extravars: dict[str, Any] | N
           limit: str | list[str] | None = None, verbosity: int = 0, on_event: EventCallback | None = None,
           timeout: int | None = None, state_dir: Path | None = None, nodes: list[str] | None = None,
           version: str | None = None, backup_dir: str | Path | None = None, confirm: bool = False,
-          revert_prepare: bool = False) -> Run | Result:
+          revert_prepare: bool = False, vault_ids: list[str] | None = None,
+          vault_password_files: list[str] | None = None) -> Run | Result:
     """Start ``operation`` (a key of ``OPERATIONS``) and return its Run at once, or the ``invalid``
     Result when the inventory breaks the preflight rules. ``nodes`` (add_nodes, remove_nodes),
     ``version`` (upgrade), ``backup_dir`` (restore), ``confirm`` and ``revert_prepare`` (reset) are
-    the operations' own parameters."""
+    the operations' own parameters. ``vault_ids`` and ``vault_password_files`` are ansible-playbook's
+    ``--vault-id`` and ``--vault-password-file``: the offline check decrypts with them, and the run gets them."""
     if operation not in OPERATIONS:
         raise Pik3sError(f"unknown operation {operation!r} (one of {', '.join(OPERATIONS)})")
     arguments = _operation_arguments(operation, extravars=extravars, limit=limit, nodes=nodes, version=version,
                                      backup_dir=backup_dir, confirm=confirm, revert_prepare=revert_prepare)
+    vault = Vault(tuple(vault_ids or ()), tuple(vault_password_files or ()))
     prepared = prepare(operation, inventory, verbosity=verbosity, on_event=on_event, timeout=timeout,
-                       state_dir=state_dir, **arguments)
+                       state_dir=state_dir, vault=vault, **arguments)
     return prepared.start() if isinstance(prepared, Run) else prepared
 
 

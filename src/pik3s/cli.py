@@ -9,9 +9,13 @@ a host; 6 a host was unreachable (and nothing failed); 130 cancelled.
 from __future__ import annotations
 
 import argparse
+import atexit
+import getpass
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,10 +25,10 @@ import yaml
 
 from pik3s import __version__, api
 from pik3s import inventory as inventory_mod
-from pik3s.errors import Pik3sError
+from pik3s.errors import Pik3sError, UsageError
 from pik3s.lab import image, lab, spec
 from pik3s.progress import LineView, Progress, TtyView, cluster_table, summary
-from pik3s.results import EXIT_ERROR, EXIT_INVALID, EXIT_OK, Result
+from pik3s.results import EXIT_ERROR, EXIT_INVALID, EXIT_OK, EXIT_USAGE, Result
 from pik3s.runner import OPERATIONS, Event, playbook_path, plays
 
 
@@ -103,8 +107,35 @@ def cmd_lab_inventory(args: argparse.Namespace) -> int:
     return 0
 
 
+def vault_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The vault options of the command line, as the API takes them. --ask-vault-pass asks once, on
+    the terminal, and hands the password to Ansible in a 0600 file removed when pik3s exits."""
+    ids, files = list(args.vault_id or []), list(args.vault_password_file or [])
+    if args.ask_vault_pass:
+        if not sys.stdin.isatty():
+            raise UsageError("--ask-vault-pass needs a terminal: use --vault-password-file FILE instead")
+        password = getpass.getpass("Vault password: ")
+        where = Path(tempfile.mkdtemp(prefix="pik3s-vault-"))  # 0700
+        atexit.register(shutil.rmtree, where, True)
+        path = where / "password"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(password + "\n")
+        files.append(str(path))
+    return {"vault_ids": ids, "vault_password_files": files}
+
+
+def add_vault_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vault-id", action="append", metavar="ID@SOURCE", help="as for ansible-playbook (repeatable)")
+    p.add_argument("--vault-password-file", action="append", metavar="FILE",
+                   help="as for ansible-playbook (repeatable); ANSIBLE_VAULT_PASSWORD_FILE works too")
+    p.add_argument("-J", "--ask-vault-pass", action="store_true", help="ask for the vault password")
+
+
 def cmd_inventory_validate(args: argparse.Namespace) -> int:
-    result = inventory_mod.validate(args.inventory)
+    vault = vault_options(args)
+    result = inventory_mod.validate(args.inventory, inventory_mod.Vault(tuple(vault["vault_ids"]),
+                                                                        tuple(vault["vault_password_files"])))
     if args.output == "json":
         print(json.dumps({"inventory": args.inventory, "valid": result.ok, "hosts": result.hosts,
                           "problems": result.problems, "unchecked": result.unchecked}, indent=1))
@@ -121,27 +152,58 @@ def cmd_inventory_validate(args: argparse.Namespace) -> int:
 # ---- cluster operations ------------------------------------------------------------------------
 
 def parse_extravars(items: list[str]) -> dict[str, Any]:
-    """-e values, in order (later wins, as in ansible-playbook): ``key=value`` (a string) or
-    ``@file`` (a YAML/JSON mapping)."""
+    """-e values, in order (later wins), read as ``ansible-playbook -e`` reads them: ``@file`` (a YAML/JSON
+    mapping), inline YAML/JSON (starting with ``{`` or ``[``, a mapping), or ``key=value`` pairs, several
+    in one string, quoted as Ansible quotes them. An error names the argument by its position, never
+    quotes it: it may hold a secret."""
+    from ansible.errors import AnsibleError
+    from ansible.parsing.splitter import parse_kv  # Ansible's own key=value grammar
+
     out: dict[str, Any] = {}
-    for item in items:
+    for n, item in enumerate(items, start=1):
+        where = f"-e #{n}"
+        if not item:
+            continue
         if item.startswith("@"):
             path = Path(item[1:]).expanduser()
+            where = f"-e @{path}"
             try:
-                data = yaml.safe_load(path.read_text())
+                text = path.read_text()
             except OSError as exc:
-                raise Pik3sError(f"-e {item}: cannot read {path}: {exc.strerror}") from None
-            except yaml.YAMLError as exc:
-                raise Pik3sError(f"-e {item}: not YAML/JSON ({str(exc).splitlines()[0]})") from None
-            if not isinstance(data, dict):
-                raise Pik3sError(f"-e {item}: the file must hold a mapping of variables")
-            out.update(data)
-        elif "=" in item and not item.startswith("="):
-            key, _, value = item.partition("=")
-            out[key.strip()] = value
+                raise UsageError(f"{where}: cannot read it: {exc.strerror}") from None
+        elif item[0] in "/.":
+            raise UsageError(f"{where}: a file name needs '@' in front of it (-e @{item})")
         else:
-            raise Pik3sError(f"-e {item!r}: use key=value or @file")
+            text = item
+        if item.startswith("@") or item[0] in "[{":
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+                raise UsageError(f"{where}: not valid YAML/JSON{at}") from None
+        else:
+            try:
+                data = parse_kv(text)
+            except AnsibleError:  # Ansible's message quotes the argument: keep it out
+                raise UsageError(f"{where}: unbalanced quotes or Jinja braces in key=value pairs") from None
+            if "_raw_params" in data:
+                raise UsageError(f"{where}: use key=value (several separated by spaces), inline YAML/JSON "
+                                 "({...}) or @file")
+        if not isinstance(data, dict):
+            raise UsageError(f"{where}: must be a mapping of variables (key=value, {{...}} or a file holding one)")
+        out.update(data)
     return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give 1 second or more")
+    return value
 
 
 def _views(args: argparse.Namespace, title: str, phases: list[str], hosts: list[str]) -> Any:
@@ -178,7 +240,8 @@ def run_operation(args: argparse.Namespace, operation: str, extravars: dict[str,
     op = OPERATIONS[operation]
     started = api.start(operation, args.inventory,
                         extravars={**(extravars or {}), **parse_extravars(args.extra_vars)},
-                        limit=args.limit, verbosity=args.verbose, timeout=args.timeout, **params)
+                        limit=args.limit, verbosity=args.verbose, timeout=args.timeout, **vault_options(args),
+                        **params)
     if isinstance(started, Result):  # invalid inventory: nothing ran
         return _report(args, started)
     view = _views(args, op.title, plays(playbook_path(op.playbook)), started.hosts)
@@ -240,7 +303,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.output != "text":
         return run_operation(args, "status")
     result = api.status(args.inventory, extravars=parse_extravars(args.extra_vars), verbosity=args.verbose,
-                        timeout=args.timeout)
+                        timeout=args.timeout, **vault_options(args))
     if result.ok and result.cluster is not None:
         print(cluster_table(result))
         return EXIT_OK if result.cluster.nodes else EXIT_ERROR
@@ -330,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = inv_sub.add_parser("validate", help="check an inventory with the playbooks' preflight rules, offline")
     p.add_argument("-i", "--inventory", required=True, help="inventory file, directory or script")
     p.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    add_vault_options(p)
     p.set_defaults(func=cmd_inventory_validate)
 
     def add_run(p: argparse.ArgumentParser, inventory: bool = True, limit: bool = True) -> None:
@@ -344,7 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--output", "-o", choices=("text", "json", "jsonl"), default="text",
                        help="text: live progress + summary; json: one result document; "
                             "jsonl: events as JSON lines, then the result")
-        p.add_argument("--timeout", type=int, default=None, help="cancel the run after this many seconds")
+        p.add_argument("--timeout", type=_positive_int, default=None,
+                       help="cancel the run after this many seconds (1 or more)")
+        add_vault_options(p)
 
     for verb, func, text in (
             ("deploy", cmd_deploy, "deploy or converge the cluster (site.yml)"),
@@ -398,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
+    except UsageError as exc:
+        print(f"pik3s: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except Pik3sError as exc:
         print(f"pik3s: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -11,9 +11,12 @@ offline; they are listed as unchecked instead of guessed.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,8 +30,6 @@ import yaml
 from pik3s.errors import Pik3sError
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-CLUSTER_VARS = ("k3s_version", "k3s_token", "k3s_api_endpoint", "k3s_cluster_config", "k3s_server_config",
-                "k3s_agent_config", "k3s_server_group", "k3s_agent_group")
 
 
 def collections_root() -> Path:
@@ -58,12 +59,13 @@ def collection_dir() -> Path:
     return collections_root() / "ansible_collections/pik3s/cluster"
 
 
-def collection_module(name: str) -> ModuleType:
-    """One of the collection's ``module_utils`` (the one place its rules live), e.g. ``k3s_inventory``."""
+def collection_module(name: str, kind: str = "module_utils") -> ModuleType:
+    """One of the collection's ``module_utils`` (or ``plugin_utils``), where its rules live, e.g.
+    ``k3s_token`` or ``k3s_rules``."""
     root = str(collections_root())
     if root not in sys.path:
         sys.path.insert(0, root)
-    return importlib.import_module(f"ansible_collections.pik3s.cluster.plugins.module_utils.{name}")
+    return importlib.import_module(f"ansible_collections.pik3s.cluster.plugins.{kind}.{name}")
 
 
 def role_defaults(role: str) -> dict[str, Any]:
@@ -81,6 +83,7 @@ class Validation:
     problems: list[str] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
+    description: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -98,15 +101,114 @@ def ansible_tool(name: str) -> str:
     return str(Path(found).resolve())
 
 
-def read_inventory(inventory: str) -> dict[str, Any]:
-    """``ansible-inventory --list`` of ``inventory`` (offline)."""
-    cmd = [ansible_tool("ansible-inventory"), "-i", inventory, "--list"]
-    env = {**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true",
-           "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+_UNREADABLE = object()
+
+
+@dataclass(frozen=True)
+class Vault:
+    """The vault options of ``ansible-playbook`` (``--vault-id``, ``--vault-password-file``), passed to
+    every Ansible command pik3s runs; ANSIBLE_VAULT_PASSWORD_FILE, ANSIBLE_VAULT_IDENTITY_LIST and the
+    config's vault settings apply as they do for Ansible."""
+
+    ids: tuple[str, ...] = ()
+    password_files: tuple[str, ...] = ()
+
+    def args(self) -> list[str]:
+        out: list[str] = []
+        for vault_id in self.ids:
+            out += ["--vault-id", vault_id]
+        for path in self.password_files:
+            out += ["--vault-password-file", path]
+        return out
+
+    def decrypt(self, data: Any) -> tuple[Any, list[str]]:
+        """``data`` (``ansible-inventory --list`` output) with each vault-encrypted value decrypted, and
+        the variables that could not be."""
+        names: set[str] = set()
+        cache: dict[str, Any] = {}
+
+        def variable(path: tuple[str, ...]) -> str:
+            """The variable a value belongs to: _meta.hostvars.<host>.<variable>... or <group>.vars.<variable>..."""
+            if path[:2] == ("_meta", "hostvars") and len(path) > 3:
+                return path[3]
+            return path[2] if len(path) > 2 and path[1] == "vars" else path[-1]
+
+        def walk(value: Any, path: tuple[str, ...]) -> Any:
+            if isinstance(value, dict):
+                if set(value) == {"__ansible_vault"}:
+                    return self._plain(value["__ansible_vault"], variable(path), names, cache)
+                out = {k: walk(v, (*path, str(k))) for k, v in value.items()}
+                return {k: v for k, v in out.items() if v is not _UNREADABLE}  # reported, not checked
+            if isinstance(value, list):
+                return [walk(v, path) for v in value]
+            return value
+
+        plain = walk(data, ())
+        if not names:
+            return plain, []
+        given = bool(self.ids or self.password_files or os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
+                      or os.environ.get("ANSIBLE_VAULT_IDENTITY_LIST"))
+        why = ("the vault password did not decrypt it" if given else
+               "no vault password was given: pass it as to ansible-playbook (--vault-password-file FILE, "
+               "--vault-id ID@FILE, --ask-vault-pass, or ANSIBLE_VAULT_PASSWORD_FILE)")
+        return plain, [f"{n} is vault-encrypted and {why}" for n in sorted(names)]
+
+    def _plain(self, ciphertext: str, name: str, failed: set[str], cache: dict[str, Any]) -> Any:
+        if ciphertext in cache:
+            if cache[ciphertext] is _UNREADABLE:
+                failed.add(name)
+            return cache[ciphertext]
+        from ansible.errors import AnsibleError
+        from ansible.parsing.vault import VaultLib
+
+        try:
+            value: Any = VaultLib(self._secrets()).decrypt(ciphertext.encode()).decode()
+        except AnsibleError:
+            value = _UNREADABLE
+            failed.add(name)
+        cache[ciphertext] = value
+        return value
+
+    def _secrets(self) -> list[Any]:
+        return _vault_secrets(self.ids, self.password_files)
+
+
+@functools.lru_cache(maxsize=4)
+def _vault_secrets(ids: tuple[str, ...], password_files: tuple[str, ...]) -> list[Any]:
+    """Ansible's vault secrets from these options and its configuration, loaded once."""
+    from ansible import constants
+    from ansible.cli import CLI
+    from ansible.parsing.dataloader import DataLoader
+
+    vault_ids = [*(constants.DEFAULT_VAULT_IDENTITY_LIST or []), *ids]
+    options: dict[str, Any] = {"vault_ids": vault_ids, "vault_password_files": list(password_files),
+                               "ask_vault_pass": False, "auto_prompt": False}
+    if "initialize_context" in inspect.signature(CLI.setup_vault_secrets).parameters:  # ansible-core 2.19
+        options["initialize_context"] = False  # pik3s's own use: Ansible's process-wide context untouched
+    try:
+        return list(CLI.setup_vault_secrets(DataLoader(), **options))
+    except Exception as exc:  # noqa: BLE001 (Ansible's errors for an unreadable password file)
+        raise Pik3sError(f"cannot load the vault password: {exc}") from None
+
+
+def _inventory_env() -> dict[str, str]:
+    return {**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true",
+            "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true", "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_NOCOLOR": "1"}
+
+
+def read_inventory(inventory: str, vault: Vault | None = None) -> dict[str, Any]:
+    """``ansible-inventory --list`` of ``inventory`` (offline); vault-encrypted values stay encrypted
+    (``Vault.decrypt``)."""
+    cmd = [ansible_tool("ansible-inventory"), "-i", inventory, "--list", *(vault or Vault()).args()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_inventory_env(), check=False)
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["ansible-inventory failed"])[-1]
-        raise Pik3sError(f"cannot read inventory {inventory}: {last}")
+        # All of it: the cause (a YAML line, a script's status and output, a missing path) is rarely last.
+        from pik3s.masking import mask_secret_assignments  # (masking imports this module)
+
+        cause = "\n  ".join(mask_secret_assignments(line) for line in proc.stderr.strip().splitlines()
+                             if line.strip())
+        raise Pik3sError(f"cannot read inventory {inventory}:\n  {cause or 'ansible-inventory failed'}")
     data: dict[str, Any] = json.loads(proc.stdout)
     return data
 
@@ -137,49 +239,68 @@ def _templated(value: Any) -> bool:
 
 def describe(data: dict[str, Any], extravars: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
     """The rules' description of an ``ansible-inventory --list`` result (with the run's extra
-    variables, which win over the inventory as in Ansible), and what could not be checked."""
+    variables, which win over the inventory as in Ansible), built by the collection's own
+    ``describe`` as the playbooks' preflight builds it, and what could not be checked offline."""
+    rules = collection_module("k3s_rules", "plugin_utils")
     extravars = extravars or {}
-    hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
-    defaults = _role_file("_common", "defaults")
-    cluster = _members(data, "k3s_cluster")
-    first = hostvars.get(cluster[0], {}) if cluster else {}
+    checked = set(rules.checked_variables())
     unchecked: list[str] = []
-    cvars: dict[str, Any] = {}
-    for name in CLUSTER_VARS:
-        value = extravars[name] if name in extravars else first.get(name, defaults.get(name))
-        if _templated(value):
-            unchecked.append(f"{name} (a template; resolved only when a playbook runs)")
-            value = "" if not isinstance(value, dict) else {}
-        cvars[name] = value
-    server_group = str(cvars.pop("k3s_server_group") or "server")
-    agent_group = str(cvars.pop("k3s_agent_group") or "agent")
-    hosts = []
-    for h in cluster:
-        v = hostvars.get(h, {})
-        node_name, address = v.get("k3s_node_name", h), v.get("ansible_host", h)
-        if _templated(node_name) or _templated(address):
-            unchecked.append(f"{h}: k3s_node_name / ansible_host (a template)")
-            node_name, address = h, h
-        # No facts offline: the CPU is checked when the inventory says it.
-        arch = v.get("ansible_architecture")
-        hosts.append({"name": h, "node_name": node_name, "address": address,
-                      "arch": None if arch is None or _templated(arch) else arch})
-    return ({"hosts": hosts, "server_group": server_group, "agent_group": agent_group,
-             "servers": _members(data, server_group), "agents": _members(data, agent_group),
-             "vars": cvars}, unchecked)
+    hostvars: dict[str, dict[str, Any]] = {}
+    templated: dict[str, list[str]] = {}
+    for h, v in (data.get("_meta", {}).get("hostvars", {}) or {}).items():
+        merged = {**v, **extravars}
+        for name in sorted(checked & set(merged)):
+            if _templated(merged[name]):
+                templated.setdefault(name, []).append(h)
+                del merged[name]
+        hostvars[h] = merged
+    groups = {g: _members(data, g) for g in data if g != "_meta"}
+    for h in groups.get("all", []):
+        hostvars.setdefault(h, dict(extravars))
+    cluster = groups.get("k3s_cluster", [])
+    for name, where in sorted(templated.items()):
+        who = "" if set(cluster) <= set(where) else f" on {', '.join(where)}"
+        unchecked.append(f"{name}{who} (a template; resolved only when a playbook runs)")
+    # No facts offline: a CPU is checked when the inventory says it (ansible_architecture).
+    archs = {h: v["ansible_architecture"] for h, v in hostvars.items()
+             if isinstance(v.get("ansible_architecture"), str) and not _templated(v["ansible_architecture"])}
+    return rules.describe(hostvars, groups, archs), unchecked
 
 
-def validate(inventory: str) -> Validation:
+def validate(inventory: str, vault: Vault | None = None) -> Validation:
     """Apply the preflight rules to ``inventory`` without contacting any host."""
-    return validate_data(read_inventory(inventory))
+    vault = vault or Vault()
+    return validate_data(read_inventory(inventory, vault), vault=vault)
 
 
-def validate_data(data: dict[str, Any], extravars: dict[str, Any] | None = None) -> Validation:
-    """Apply the preflight rules to an ``ansible-inventory --list`` result (and extra variables)."""
+def validate_data(data: dict[str, Any], extravars: dict[str, Any] | None = None,
+                  vault: Vault | None = None) -> Validation:
+    """Apply the preflight rules to an ``ansible-inventory --list`` result (and extra variables),
+    its vault-encrypted values decrypted with ``vault``."""
+    data, vault_problems = (vault or Vault()).decrypt(data)
     description, unchecked = describe(data, extravars)
-    owned = _role_file("_common", "vars").get("_k3s_owned_keys", {})
-    problems = list(collection_module("k3s_inventory").inventory_problems(description, owned))
-    return Validation(problems, unchecked, [h["name"] for h in description["hosts"]])
+    problems = vault_problems + list(collection_module("k3s_rules", "plugin_utils").inventory_problems(description))
+    return Validation(problems, unchecked, list(description["cluster"]), description)
+
+
+def remove_problems(nodes: Any, checked: Validation) -> list[str]:
+    """The collection's rule for ``k3s_remove`` (remove_node.yml applies it too)."""
+    return list(collection_module("k3s_rules", "plugin_utils").remove_problems(nodes, checked.description))
+
+
+def limit_problems(inventory: str, limit: str, vault: Vault | None = None) -> list[str]:
+    """Each part of a ``--limit`` pattern that matches no host, as Ansible itself matches them
+    (``ansible-inventory --limit``, offline)."""
+    proc = subprocess.run([ansible_tool("ansible-inventory"), "-i", inventory, "--list", "--limit", limit,
+                           *(vault or Vault()).args()],
+                          capture_output=True, text=True, env=_inventory_env(), check=False)
+    unmatched = re.findall(r"Could not match supplied host pattern, ignoring: (.+)", proc.stderr)
+    problems = [f"--limit: '{part.strip()}' matches no host of the inventory" for part in unmatched]
+    if proc.returncode == 0 and not problems:
+        data = json.loads(proc.stdout or "{}")
+        if not (data.get("_meta") or {}).get("hostvars"):
+            problems.append(f"--limit '{limit}' matches no host of the inventory")
+    return problems
 
 
 _DESCRIPTION_KEYS = {"name", "servers", "agents", "user", "vars"}

@@ -6,7 +6,8 @@ writes ``job_events/``):
 
 * values the caller or the inventory gave for secret-looking variables
   (``k3s_token``, ``*password*``, ``*secret*``, ``*_pass``, ...), replaced
-  wherever they appear;
+  wherever they appear, whatever their length (a short secret masks
+  ordinary text too: better garbled than leaked);
 * any secure K3s token (``K10<ca-hash>::<user>:<password>``), whoever
   produced it (the first server's generated token read back, a log line),
   masked by the collection's one token grammar;
@@ -25,8 +26,20 @@ MASK = "********"
 _SECRET_NAME = re.compile(r"(token|passw|secret|_pass$|^ansible_.*pass$|private_key(?!_file)|client_key)", re.I)
 _KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
 _KEY_DATA = re.compile(r"(client-key-data[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9+/=]+")
-# Shorter values would mask ordinary words; a real secret is longer than this.
-MIN_SECRET_LENGTH = 6
+
+
+# A line that sets a secret-looking variable (YAML `name: value`, INI `name=value`), as a parser quotes
+# an inventory's offending line before pik3s knows any of its values.
+_SECRET_ASSIGNMENT = re.compile(
+    r"""(?P<key>[\w.-]*(?:token|passw|secret|_pass\b|private_key(?!_file)|client_key)[\w.-]*["']?\s*[:=]\s*)"""
+    r"""(?P<value>(?:!vault\s*\|?)?\S.*)""", re.I)
+
+
+def mask_secret_assignments(text: str) -> str:
+    """``text`` with the value of every secret-looking assignment masked (a source line quoted by a
+    YAML or INI parser), and any secure K3s token in it."""
+    masked = _SECRET_ASSIGNMENT.sub(lambda m: m.group("key") + MASK, text)
+    return str(collection_module("k3s_token").mask_tokens_in_text(masked))
 
 
 def secret_values(variables: Mapping[str, Any]) -> set[str]:
@@ -41,11 +54,11 @@ def secret_values(variables: Mapping[str, Any]) -> set[str]:
         elif isinstance(value, list | tuple):
             for v in value:
                 walk(name, v, secret)
-        elif secret and isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH and "{{" not in value:
+        elif secret and isinstance(value, str) and value and "{{" not in value:
             found.add(value)
             if value.startswith("K10") and "::" in value:  # also the password part on its own
                 password = value.split("::", 1)[1].partition(":")[2]
-                if len(password) >= MIN_SECRET_LENGTH:
+                if password:
                     found.add(password)
 
     for key, val in variables.items():

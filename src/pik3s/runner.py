@@ -17,6 +17,7 @@ import datetime as _dt
 import json
 import os
 import queue
+import shlex
 import shutil
 import tempfile
 import threading
@@ -206,9 +207,10 @@ RUNNER_SETTINGS = {"suppress_output_file": True, "suppress_ansible_output": True
 
 
 def runner_kwargs(*, playbook: Path, inventory: Path, private_dir: Path, extravars_file: Path | None,
-                  limit: str | None, verbosity: int, check: bool, timeout: int | None) -> dict[str, Any]:
+                  limit: str | None, verbosity: int, check: bool, timeout: int | None,
+                  vault_args: list[str] | None = None) -> dict[str, Any]:
     """ansible-runner's arguments for one run (everything but the callbacks)."""
-    cmdline = ["--check"] if check else []
+    cmdline = (["--check"] if check else []) + [shlex.quote(a) for a in vault_args or []]
     return {
         "private_data_dir": str(private_dir),
         "playbook": str(playbook),
@@ -242,6 +244,7 @@ class Run:
     masker: Masker = field(default_factory=Masker)
     inventory_label: str = ""
     hosts: list[str] = field(default_factory=list)
+    vault_args: list[str] = field(default_factory=list)
     private_dir: Path | None = None
 
     def __post_init__(self) -> None:
@@ -273,7 +276,8 @@ class Run:
                 json.dump(self.extravars, fh)
         kwargs = runner_kwargs(playbook=playbook_path(self.operation.playbook), inventory=self.inventory,
                                private_dir=self.private_dir, extravars_file=extravars_file, limit=self.limit,
-                               verbosity=self.verbosity, check=self.operation.check, timeout=self.timeout)
+                               verbosity=self.verbosity, check=self.operation.check, timeout=self.timeout,
+                               vault_args=self.vault_args)
         try:
             runner = ansible_runner.interface.init_runner(
                 **kwargs, event_handler=self._on_event, cancel_callback=self._cancel.is_set)
@@ -357,7 +361,7 @@ class Run:
 def prepare(operation: str, inventory: str | Path | dict[str, Any], *, extravars: dict[str, Any] | None = None,
             limit: str | list[str] | None = None, verbosity: int = 0, on_event: EventCallback | None = None,
             timeout: int | None = None, state_dir: Path | None = None,
-            require_hosts: list[str] | None = None) -> Run | Result:
+            require_hosts: list[str] | None = None, vault: inventory_mod.Vault | None = None) -> Run | Result:
     """Validate offline and set up a run of ``operation``; returns the Run to ``start()``, or an
     ``invalid`` Result when the inventory breaks the preflight rules (no host contacted)."""
     op = OPERATIONS[operation]
@@ -372,16 +376,24 @@ def prepare(operation: str, inventory: str | Path | dict[str, Any], *, extravars
         label = str(inventory)
         if not path.exists():
             raise Pik3sError(f"inventory {inventory} does not exist")
-    data = inventory_mod.read_inventory(str(path))
+    vault = vault or inventory_mod.Vault()
+    data, vault_problems = vault.decrypt(inventory_mod.read_inventory(str(path), vault))
     masker = Masker(secret_values(data) | secret_values(extravars))
     if isinstance(limit, list):
         limit = ",".join(limit)
     checked = inventory_mod.validate_data(data, extravars)
+    checked.problems[:0] = vault_problems
     missing = [h for h in require_hosts or [] if h not in checked.hosts]
     if missing:
         raise Pik3sError(f"not in the inventory's k3s_cluster group: {', '.join(missing)} "
                          f"(it has {', '.join(checked.hosts) or 'no hosts'})")
-    if checked.problems:
+    problems = list(checked.problems)
+    if operation == "remove_nodes":
+        problems += inventory_mod.remove_problems(extravars.get("k3s_remove"), checked)
+    if limit:
+        problems += inventory_mod.limit_problems(str(path), limit, vault)
+    if problems:
         return Result(op.name, op.playbook, label, status="invalid", check=op.check, limit=limit,
-                      problems=[masker.text(p) for p in checked.problems])
-    return Run(op, path, extravars, limit, verbosity, timeout, on_event, masker, label, checked.hosts)
+                      problems=[masker.text(p) for p in problems])
+    return Run(op, path, extravars, limit, verbosity, timeout, on_event, masker, label, checked.hosts,
+               vault_args=vault.args())

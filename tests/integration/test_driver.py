@@ -56,8 +56,31 @@ def ssh_logins(lab: lablib.LabRecord, host: str) -> int:
     return out.count("Accepted publickey")
 
 
-def test_deploy_json_reports_nodes_and_versions(lab: lablib.LabRecord) -> None:
-    rc, doc, err = pik3s(lab, "deploy", "-e", f"k3s_version={VERSION}")
+def vaulted_inventory(tmp_path: Path, token: str, password: str) -> tuple[Path, Path]:
+    """The lab's inventory plus a vault-encrypted k3s_token in group_vars (as the role docs recommend),
+    and its vault password file."""
+    inv = tmp_path / "inventory"
+    (inv / "group_vars" / "all").mkdir(parents=True)
+    (inv / "hosts").symlink_to(ROOT / "inventories/lab/hosts")
+    (inv / "group_vars" / "all" / "lab.yml").symlink_to(ROOT / "inventories/lab/group_vars/all.yml")
+    secret = tmp_path / "vault-password"
+    secret.write_text(password + "\n")
+    secret.chmod(0o600)
+    out = subprocess.run([str(Path(sys.executable).with_name("ansible-vault")), "encrypt_string",
+                          "--vault-password-file", str(secret), "--name", "k3s_token", token],
+                         capture_output=True, text=True, check=True, env=ansible_env()).stdout
+    (inv / "group_vars" / "all" / "vault.yml").write_text(out)
+    return inv, secret
+
+
+def test_deploy_json_reports_nodes_and_versions(lab: lablib.LabRecord, tmp_path: Path) -> None:
+    # The first deploy takes its token from the vault: checked offline with the password file, then used.
+    password = "vaulted-token-" + os.urandom(8).hex()
+    inv, secret = vaulted_inventory(tmp_path, password, "lab-vault-pw")
+    proc = subprocess.run([PIK3S, "deploy", "-i", str(inv), "--vault-password-file", str(secret), "--output", "json",
+                           "-e", f"k3s_version={VERSION}"], cwd=ROOT, env=_env(lab), capture_output=True, text=True,
+                          timeout=900, check=False)
+    rc, doc, err = proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}, proc.stderr
     assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
     jsonschema.validate(doc, SCHEMA)
     assert doc["status"] == "successful" and doc["operation"] == "deploy"
@@ -71,7 +94,8 @@ def test_deploy_json_reports_nodes_and_versions(lab: lablib.LabRecord) -> None:
     assert doc["cluster"]["kubeconfig_exists"] and Path(doc["cluster"]["kubeconfig"]).is_file()
     token = subprocess.run(["docker", "exec", container(lab, "srv"), "cat", "/var/lib/rancher/k3s/server/token"],
                            capture_output=True, text=True, check=True).stdout.strip()
-    assert token.rsplit(":", 1)[1] not in json.dumps(doc) + err
+    assert token.rsplit(":", 1)[1] == password  # the vaulted token is the cluster's
+    assert password not in json.dumps(doc) + err
 
 
 def test_check_on_the_converged_cluster_changes_nothing(lab: lablib.LabRecord) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from pik3s import api, cli, runner
 from pik3s import inventory as inventory_mod
-from pik3s.errors import Pik3sError
+from pik3s.errors import Pik3sError, UsageError
 from pik3s.masking import MASK, Masker, secret_values
 from pik3s.progress import LineView, Progress, TtyView, summary
 from pik3s.results import (
@@ -28,6 +28,7 @@ from pik3s.results import (
     EXIT_INVALID,
     EXIT_OK,
     EXIT_UNREACHABLE,
+    EXIT_USAGE,
     ClusterFacts,
     Failure,
     HostStats,
@@ -80,8 +81,15 @@ def test_phases_follow_import_playbook() -> None:
     (["a=1", "b=x=y"], {"a": "1", "b": "x=y"}),
     (["a=1", "a=2"], {"a": "2"}),
     (["k3s_version="], {"k3s_version": ""}),
+    # What ansible-playbook -e takes: several pairs in one string, quoted values, inline YAML/JSON.
+    (["a=1 b=2"], {"a": "1", "b": "2"}),
+    (["msg='two words' x=\"y z\""], {"msg": "two words", "x": "y z"}),
+    (['{"k3s_agent_batch": 2, "cfg": {"disable": ["traefik"]}}'],
+     {"k3s_agent_batch": 2, "cfg": {"disable": ["traefik"]}}),
+    (["{k3s_upgrade_force: true}"], {"k3s_upgrade_force": True}),
+    (["", "a=1"], {"a": "1"}),
 ])
-def test_extravars_key_value(items: list[str], expected: dict[str, str]) -> None:
+def test_extravars_as_ansible_reads_them(items: list[str], expected: dict[str, Any]) -> None:
     assert cli.parse_extravars(items) == expected
 
 
@@ -91,20 +99,61 @@ def test_extravars_from_file(tmp_path: Path) -> None:
     assert cli.parse_extravars([f"@{f}", "x=y"]) == {"k3s_agent_batch": 2, "nested": {"a": [1, 2]}, "x": "y"}
 
 
+SECRET = "hunter2-do-not-print"
+
+
 @pytest.mark.parametrize(("item", "message"), [
-    ("novalue", "-e 'novalue': use key=value or @file"),
-    ("@/nonexistent/vars.yml", "-e @/nonexistent/vars.yml: cannot read /nonexistent/vars.yml: No such file"),
+    ("novalue", "-e #1: use key=value (several separated by spaces), inline YAML/JSON ({...}) or @file"),
+    (f"k3s_token='{SECRET}", "-e #1: unbalanced quotes or Jinja braces in key=value pairs"),
+    (f"{{k3s_token: {SECRET}", "-e #1: not valid YAML/JSON at line 1, column"),
+    (f"[{SECRET}]", "-e #1: must be a mapping of variables"),
+    ("./vars.yml", "-e #1: a file name needs '@' in front of it (-e @./vars.yml)"),
+    ("@/nonexistent/vars.yml", "-e @/nonexistent/vars.yml: cannot read it: No such file"),
 ])
-def test_extravars_errors(item: str, message: str) -> None:
-    with pytest.raises(Pik3sError, match="^" + message.replace("(", r"\(")):
+def test_extravars_errors_are_usage_errors_that_never_quote_the_argument(
+        item: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UsageError) as err:
         cli.parse_extravars([item])
+    assert str(err.value).startswith(message)
+    assert SECRET not in str(err.value)
+    # Exit code 2, as the README says for a bad command line.
+    assert cli.main(["deploy", "-i", str(ROOT / "inventories/sample/hosts.yml"), "-e", item]) == EXIT_USAGE
+    assert SECRET not in capsys.readouterr().err
 
 
 def test_extravars_file_must_be_a_mapping(tmp_path: Path) -> None:
     f = tmp_path / "list.yml"
     f.write_text("- 1\n")
-    with pytest.raises(Pik3sError, match="the file must hold a mapping"):
+    with pytest.raises(Pik3sError, match="must be a mapping of variables"):
         cli.parse_extravars([f"@{f}"])
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "soon"])
+def test_timeout_must_be_positive(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["deploy", "-i", "x", "--timeout", value])
+    assert exc.value.code == EXIT_USAGE
+    assert "--timeout" in capsys.readouterr().err
+
+
+def test_limit_and_remove_are_checked_before_any_host(capsys: pytest.CaptureFixture[str]) -> None:
+    inv = str(ROOT / "inventories/sample/hosts.yml")
+    rc = cli.main(["deploy", "-i", inv, "--limit", "pi4-2,pi9-9", "-o", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == EXIT_INVALID and doc["problems"] == ["--limit: 'pi9-9' matches no host of the inventory"]
+    rc = cli.main(["remove", "pi4-1", "-i", inv, "-o", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == EXIT_INVALID and doc["problems"] == [
+        "pi4-1 is the first server (pik3s runs kubectl there): put another server first in the 'server' group "
+        "before removing it"]
+
+
+def test_an_unreadable_inventory_keeps_the_cause(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "inventory.sh"
+    script.write_text("#!/bin/sh\necho 'cannot reach the CMDB at cmdb.example' >&2\nexit 3\n")
+    script.chmod(0o755)
+    assert cli.main(["inventory", "validate", "-i", str(script)]) == EXIT_ERROR
+    assert "cannot reach the CMDB at cmdb.example" in capsys.readouterr().err
 
 
 # ---- each operation's own parameters (one place, for the API and the CLI) ---------------------------
@@ -281,7 +330,8 @@ def test_secret_values_found_by_name() -> None:
     found = secret_values({"k3s_token": TOKEN, "all": {"vars": {"db_password": "hunter2-long"}},
                            "ansible_ssh_private_key_file": "/home/pi/.ssh/id", "short_secret": "abc",
                            "k3s_token_tpl": "{{ lookup('env', 'T') }}", "k3s_version": "v1.31.4+k3s1"})
-    assert found == {TOKEN, "Sup3rS3cretPassw0rd", "hunter2-long"}
+    # Whatever its length: a short secret is masked too (length never decides what is a secret).
+    assert found == {TOKEN, "Sup3rS3cretPassw0rd", "hunter2-long", "abc"}
 
 
 def test_masker_masks_values_tokens_and_keys_everywhere() -> None:

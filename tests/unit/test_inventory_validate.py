@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,9 +54,57 @@ def test_an_unreadable_inventory_is_an_error_not_a_verdict(
     rc = cli.main(["inventory", "validate", "-i", str(bad)])
     err = capsys.readouterr().err
     assert rc == 1
-    assert err.startswith(f"pik3s: error: cannot read inventory {bad}: ")
+    assert err.startswith(f"pik3s: error: cannot read inventory {bad}:\n")
+    assert "did not find expected ',' or ']'" in err  # the cause, not only Ansible's last line
+
+
+def test_a_parser_quoting_a_secret_line_is_masked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "hosts.yml"
+    # ansible-core quotes the lines around the error, the token's among them
+    bad.write_text("k3s_cluster:\n  hosts:\n    s1:\n      k3s_token: hunter2-do-not-print\n     bad: 1\n")
+    rc = cli.main(["inventory", "validate", "-i", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "cannot read inventory" in err
+    assert "k3s_token: ********" in err and "hunter2" not in err
 
 
 def test_the_shipped_inventories_are_valid(capsys: pytest.CaptureFixture[str]) -> None:
     for inventory in ("inventories/sample/hosts.yml", "inventories/ha"):
         assert cli.main(["inventory", "validate", "-i", inventory]) == 0, capsys.readouterr()
+
+
+def _vaulted(tmp_path: Path, token: str) -> tuple[str, Path]:
+    secret = tmp_path / "vault-password"
+    secret.write_text("correct horse\n")
+    vault_yaml = subprocess.run([str(Path(sys.executable).with_name("ansible-vault")), "encrypt_string",
+                                 "--vault-password-file", str(secret), "--name", "k3s_token", token],
+                                capture_output=True, text=True, check=True).stdout
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "k3s_cluster.yml").write_text(vault_yaml)
+    inv = _inv()
+    inv["k3s_cluster"]["children"]["agent"]["hosts"]["a1"].pop("ansible_architecture")
+    return _write(tmp_path, inv), secret
+
+
+def test_a_vaulted_token_is_decrypted_with_the_vault_options(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    inv, secret = _vaulted(tmp_path, "K10" + "ab" * 32 + "::server:vaulted-and-long-enough")
+    assert cli.main(["inventory", "validate", "-i", inv, "--vault-password-file", str(secret)]) == 0
+    assert "valid; 2 host(s)" in capsys.readouterr().out
+    # Without the password: exactly that, exit 4, nothing contacted.
+    assert cli.main(["inventory", "validate", "-i", inv, "-o", "json"]) == EXIT_INVALID
+    assert json.loads(capsys.readouterr().out)["problems"] == [
+        "k3s_token is vault-encrypted and no vault password was given: pass it as to ansible-playbook "
+        "(--vault-password-file FILE, --vault-id ID@FILE, --ask-vault-pass, or ANSIBLE_VAULT_PASSWORD_FILE)"]
+    wrong = tmp_path / "wrong"
+    wrong.write_text("battery staple\n")
+    assert cli.main(["inventory", "validate", "-i", inv, "-o", "json", "--vault-password-file", str(wrong)]) == 4
+    assert json.loads(capsys.readouterr().out)["problems"] == [
+        "k3s_token is vault-encrypted and the vault password did not decrypt it"]
+
+
+def test_a_vaulted_token_is_checked_like_any_other(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inv, secret = _vaulted(tmp_path, "abc")
+    assert cli.main(["inventory", "validate", "-i", inv, "--vault-password-file", str(secret), "-o", "json"]) == 4
+    out = capsys.readouterr().out
+    assert json.loads(out)["problems"][0].startswith("k3s_token: too short to be secret (it has 3 characters")

@@ -19,16 +19,26 @@ import yaml
 from tests.conftest import ansible_env, run_ansible
 
 HASH = "ab" * 32
+# A distinctive secret in every inventory: it must appear in no output, at any verbosity.
+SECRET = "topsecret-5a1e7c0ffee"
+TOKEN = f"K10{HASH}::server:{SECRET}"
+
+
+def _hosts(names: list[str], first: int, hostvars: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {n: {"ansible_connection": "local", "ansible_host": f"10.99.0.{i + 1}",
+                "ansible_python_interpreter": "{{ ansible_playbook_python }}", **hostvars.get(n, {})}
+            for i, n in enumerate(names, start=first)}
 
 
 def _inventory(tmp_path: Path, servers: list[str], agents: list[str], hostvars: dict[str, dict[str, Any]],
-               cluster_vars: dict[str, Any]) -> Path:
-    def hosts(names: list[str]) -> dict[str, Any]:
-        return {n: {"ansible_connection": "local", "ansible_host": f"10.99.0.{i + 1}",
-                    "ansible_python_interpreter": "{{ ansible_playbook_python }}", **hostvars.get(n, {})}
-                for i, n in enumerate(names, start=len(servers) if names is agents else 0)}
-    inv = {"k3s_cluster": {"children": {"server": {"hosts": hosts(servers)}, "agent": {"hosts": hosts(agents)}},
-                           "vars": cluster_vars}}
+               cluster_vars: dict[str, Any], *, parent: bool = True) -> Path:
+    """The k3s_cluster/server/agent inventory (``parent=False``: server and agent at the top level, a
+    mistake), every host a local-connection stand-in, the secret token unless the case sets one."""
+    groups = {"server": {"hosts": _hosts(servers, 0, hostvars)},
+              "agent": {"hosts": _hosts(agents, len(servers), hostvars)}}
+    cluster_vars = {"k3s_token": TOKEN, **cluster_vars}
+    inv: dict[str, Any] = ({"k3s_cluster": {"children": groups, "vars": cluster_vars}} if parent
+                           else {**groups, "all": {"vars": cluster_vars}})
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(inv))
     return path
@@ -38,7 +48,7 @@ def _offline(inventory: Path) -> tuple[int, list[str]]:
     """`pik3s inventory validate --output json`: exit code and problems, no host contacted."""
     res = subprocess.run([sys.executable, "-m", "pik3s.cli", "inventory", "validate", "-i", str(inventory),
                           "--output", "json"], capture_output=True, text=True, env=ansible_env(), check=False)
-    assert "topsecret" not in res.stdout + res.stderr
+    assert SECRET not in res.stdout + res.stderr
     return res.returncode, json.loads(res.stdout)["problems"] if res.stdout else [res.stderr]
 
 
@@ -46,33 +56,88 @@ def _preflight(inventory: Path, *extra: str) -> tuple[int, str]:
     """Run the check; return its exit code and the failure messages (read as data, not as formatted text)."""
     res = run_ansible("ansible-playbook", "-i", str(inventory), "playbooks/preflight.yml", *extra, timeout=120,
                       env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json", "ANSIBLE_CALLBACK_FORMAT_PRETTY": "false"})
-    assert "topsecret" not in res.stdout + res.stderr
+    assert SECRET not in res.stdout + res.stderr
     messages = [json.loads(m.group(1)).get("msg", "")
                 for m in re.finditer(r"^fatal: \[\S+\]: FAILED! => (\{.*\})$", res.stdout, re.M)]
     return res.returncode, "\n".join(messages) if messages else res.stdout + res.stderr
 
 
 def test_a_good_inventory_passes(tmp_path: Path) -> None:
-    inventory = _inventory(tmp_path, ["s1"], ["a1", "a2"], {}, {"k3s_token": f"K10{HASH}::server:pw"})
+    inventory = _inventory(tmp_path, ["s1"], ["a1", "a2"], {}, {})
     rc, out = _preflight(inventory)
     assert rc == 0, out
     assert _offline(inventory) == (0, [])
 
 
+AIRGAP_MISSING = "/nonexistent/pik3s-airgap"
+
 CASES = [
-    # (servers, agents, hostvars, cluster vars, message)
+    # (servers, agents, hostvars, cluster vars, message): the classes of mistakes, several cases each.
+    # The groups.
     ([], ["a1"], {}, {}, "no hosts in the 'server' group: put at least one server there"),
     (["s1", "s2"], ["a1"], {}, {},
      "2 servers (s1, s2): embedded etcd needs an odd number (1, 3, 5, ...) to keep quorum"),
+    # Types, checked on every host's own values, from the argument specs.
+    (["s1"], ["a1"], {}, {"k3s_cluster_config": 5}, "k3s_cluster_config must be a mapping, not the integer 5"),
+    (["s1"], ["a1"], {}, {"k3s_server_config": "disable: traefik"},
+     "k3s_server_config must be a mapping, not the string 'disable: traefik' (write it as a YAML mapping"),
+    (["s1"], ["a1"], {"a1": {"k3s_agent_config": ["node-label=x"]}}, {},
+     "a1: k3s_agent_config must be a mapping, not a list"),
+    (["s1"], ["a1"], {}, {"k3s_api_port": "https"}, "k3s_api_port must be an integer, not the string 'https'"),
+    (["s1"], ["a1"], {}, {"k3s_api_port": 70000}, "k3s_api_port is 70000: it must be between 1 and 65535"),
+    (["s1"], ["a1"], {}, {"k3s_ready_timeout": 0}, "k3s_ready_timeout is 0: it must be at least 1"),
+    (["s1"], ["a1"], {}, {"k3s_upgrade_drain": "maybe"}, "k3s_upgrade_drain must be true or false, not the string"),
+    (["s1"], ["a1"], {}, {"k3s_version": 1.31}, "k3s_version must be a string, not the number 1.31 (quote it in YAML)"),
+    (["s1"], ["a1"], {}, {"prepare_modules": ["br_netfilter", 7]}, "prepare_modules: every item must be a string"),
+    (["s1"], ["a1"], {}, {"k3s_agent_batch": 0}, "k3s_agent_batch is the integer 0: a batch is a whole number"),
+    (["s1"], ["a1"], {}, {"k3s_agent_batch": -2}, "k3s_agent_batch is the integer -2: a batch is a whole number"),
+    (["s1"], ["a1"], {}, {"k3s_upgrade_batch": "150%"}, "k3s_upgrade_batch is '150%': a batch is a whole number"),
+    (["s1"], ["a1"], {}, {"k3s_agent_batch": 1.5}, "k3s_agent_batch is the number 1.5: a batch is a whole number"),
+    (["s1"], ["a1"], {}, {"k3s_token": 1234567890123456789},
+     "k3s_token must be a string, not a value of another type"),
+    # One value for the whole cluster.
+    (["s1"], ["a1", "a2"], {"a2": {"k3s_version": "v1.30.8+k3s1"}}, {"k3s_version": "v1.31.4+k3s1"},
+     "k3s_version differs between hosts (s1, a1: 'v1.31.4+k3s1'; a2: 'v1.30.8+k3s1'): it is one setting"),
+    (["s1"], ["a1"], {"a1": {"k3s_token": f"K10{HASH}::server:another-secret-value"}}, {},
+     "k3s_token differs between hosts (s1 | a1): it is one setting for the whole cluster"),
+    # Node names and addresses.
     (["s1"], ["a1", "a2"], {"a2": {"k3s_node_name": "a1"}}, {},
      "node name 'a1' is used by a1 and a2: K3s refuses a second node with a taken name; set k3s_node_name"),
+    (["s1"], ["a1"], {"a1": {"k3s_node_name": "Pi4-Worker"}}, {},
+     "a1: node name 'Pi4-Worker' has upper-case letters: Kubernetes node names are lower case and K3s would "
+     "register it as 'pi4-worker'; set k3s_node_name: pi4-worker"),
+    (["s1"], ["a1", "a2"], {"a1": {"k3s_node_name": "pi"}, "a2": {"k3s_node_name": "PI"}}, {},
+     "node name 'PI' is used by a1 and a2 ('pi' and 'PI' are one name once K3s lower-cases them)"),
+    (["s1"], ["a1"], {"a1": {"k3s_node_name": "pi_worker"}}, {},
+     "a1: node name 'pi_worker' is not a valid Kubernetes node name"),
+    (["s1"], ["a1"], {"a1": {"k3s_node_name": "a" * 64}}, {}, "is not a valid Kubernetes node name"),
+    (["s1"], ["a1"], {"a1": {"k3s_node_name": "näs"}}, {}, "a1: node name 'näs' is not a valid Kubernetes node name"),
+    (["s1"], ["a1"], {"a1": {"k3s_node_name": "a1\n"}}, {},
+     "a1: k3s_node_name 'a1\\n' has leading or trailing whitespace: remove it"),
     (["s1"], ["a1", "a2"], {"a2": {"ansible_host": "10.99.0.2"}}, {}, "address 10.99.0.2 is used by a1 and a2"),
+    (["s1"], ["a1"], {"a1": {"ansible_host": "fd00::2"}}, {},
+     "a1: ansible_host fd00::2: IPv6 is not supported by pik3s yet"),
+    (["s1"], ["a1"], {"a1": {"k3s_node_ip": "10.99.0.x"}}, {}, "a1: k3s_node_ip '10.99.0.x' is not an IPv4 address"),
+    # Versions, channels, endpoints, whitespace.
     (["s1"], ["a1"], {}, {"k3s_version": "1.31.4"}, "k3s_version '1.31.4' is not a release name like v1.31.4+k3s1"),
     (["s1"], ["a1"], {}, {"k3s_version": "v1.31.4-k3s1"}, "is not a release name"),
-    (["s1"], ["a1"], {}, {"k3s_token": "K10abc::server:topsecret"},
+    (["s1"], ["a1"], {}, {"k3s_version": "v1.31.4+k3s1\n"}, "k3s_version 'v1.31.4+k3s1\\n' is not a release name"),
+    (["s1"], ["a1"], {}, {"k3s_channel": "stabel"}, "k3s_channel 'stabel' is not a K3s release channel: stable, "
+     "latest, testing or a minor version like v1.31 (or pin k3s_version)"),
+    (["s1"], ["a1"], {}, {"k3s_api_endpoint": "https://k3s.example:6443"},
+     "k3s_api_endpoint 'https://k3s.example:6443' is not an IP address or DNS name (no scheme, no port"),
+    (["s1"], ["a1"], {}, {"k3s_api_endpoint": "k3s.example\n"},
+     "k3s_api_endpoint 'k3s.example\\n' has leading or trailing whitespace: remove it"),
+    (["s1"], ["a1"], {}, {"k3s_api_endpoint": "2001:db8::10"}, "k3s_api_endpoint 2001:db8::10: IPv6 is not supported"),
+    # Tokens: malformed, too short (never quoted).
+    (["s1"], ["a1"], {}, {"k3s_token": "K10abc::server:topsecret-5a1e7c0ffee"},
      "k3s_token: malformed secure K3s token: the CA hash after K10 must be 64 lowercase hex digits"),
-    (["s1"], ["a1"], {}, {"k3s_token": "user:topsecret"},
+    (["s1"], ["a1"], {}, {"k3s_token": "user:topsecret-5a1e7c0ffee"},
      "k3s_token: malformed K3s token: a short token cannot contain"),
+    (["s1"], ["a1"], {}, {"k3s_token": "abc"}, "k3s_token: too short to be secret (it has 3 characters, 16 at least)"),
+    (["s1"], ["a1"], {}, {"k3s_token": f"K10{HASH}::server:abc"},
+     "k3s_token: too short to be secret (its password part has 3 characters, 16 at least)"),
+    # Keys pik3s owns.
     (["s1"], ["a1"], {}, {"k3s_server_config": {"token": "x"}},
      "k3s_server_config sets 'token', which pik3s manages: use k3s_token instead"),
     (["s1"], ["a1"], {}, {"k3s_agent_config": {"server": "https://x:6443"}},
@@ -81,8 +146,16 @@ CASES = [
      "k3s_cluster_config sets 'node-name', which pik3s manages: use k3s_node_name instead"),
     (["s1"], ["a1"], {}, {"k3s_server_config": {"cluster-init": True}},
      "k3s_server_config sets 'cluster-init', which pik3s manages"),
-    (["s1"], ["a1"], {}, {"k3s_api_endpoint": "https://k3s.example:6443"},
-     "k3s_api_endpoint 'https://k3s.example:6443' is not an IP address or DNS name (no scheme, no port"),
+    # What would otherwise fail late: after prepare changed the hosts, or at the second server's join.
+    (["s1"], ["a1"], {}, {"k3s_airgap_dir": AIRGAP_MISSING, "k3s_version": "v1.31.4+k3s1"},
+     f"k3s_airgap_dir {AIRGAP_MISSING}: no such directory on the controller"),
+    (["s1"], ["a1"], {}, {"k3s_airgap_dir": "/tmp"},
+     "k3s_airgap_dir is set (/tmp) but k3s_version is empty: air-gap mode installs the release in that directory"),
+    (["s1", "s2", "s3"], ["a1"], {"s2": {"k3s_server_config": {"cluster-cidr": "10.52.0.0/16"}}}, {},
+     "'cluster-cidr' differs between servers (s1, s3: None; s2: '10.52.0.0/16'): K3s refuses a server whose "
+     "value differs (critical configuration value mismatch); set it once, in k3s_cluster_config"),
+    (["s1", "s2", "s3"], ["a1"], {"s3": {"k3s_server_config": {"disable": ["traefik"]}}}, {},
+     "'disable' differs between servers"),
 ]
 
 
@@ -97,6 +170,71 @@ def test_rejected_inputs(tmp_path: Path, servers: list[str], agents: list[str], 
     offline_rc, problems = _offline(inventory)
     assert offline_rc == 4
     assert " | ".join(problems) == out
+
+
+def test_groups_outside_k3s_cluster_are_reported_not_skipped(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path, ["s1"], ["a1"], {}, {}, parent=False)
+    rc, out = _preflight(inventory)
+    assert rc == 2, out
+    assert out == ("s1, a1 in 'server'/'agent' but not in k3s_cluster: make 'server' and 'agent' children of the "
+                   "k3s_cluster group (pik3s's plays run on k3s_cluster)")
+    assert _offline(inventory) == (4, [out])
+
+
+def test_a_host_in_both_groups(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path, ["s1"], ["a1"], {}, {})
+    inv = yaml.safe_load(inventory.read_text())
+    inv["k3s_cluster"]["children"]["agent"]["hosts"]["s1"] = None
+    inventory.write_text(yaml.safe_dump(inv))
+    rc, out = _preflight(inventory)
+    assert rc == 2, out
+    assert out == "s1 is in both 'server' and 'agent': a K3s server already runs an agent; list it as a server only"
+    assert _offline(inventory) == (4, [out])
+
+
+def test_airgap_files_checked_for_each_cpu(tmp_path: Path) -> None:
+    airgap = tmp_path / "airgap"
+    airgap.mkdir()
+    for name in ("k3s", "sha256sum-amd64.txt", "k3s-airgap-images-amd64.tar.gz", "k3s-arm64"):
+        (airgap / name).write_text("x")
+    inventory = _inventory(tmp_path, ["s1"], ["a1"], {"a1": {"ansible_architecture": "aarch64"}},
+                           {"k3s_airgap_dir": str(airgap), "k3s_version": "v1.31.4+k3s1"})
+    rc, problems = _offline(inventory)
+    assert rc == 4
+    assert problems == [f"k3s_airgap_dir {airgap} lacks sha256sum-arm64.txt, k3s-airgap-images-arm64.tar.gz for "
+                        "the aarch64 hosts: add them from the K3s release"]
+
+
+def test_a_vaulted_token_is_checked_decrypted(tmp_path: Path) -> None:
+    secret = tmp_path / "vault-password"
+    secret.write_text("correct horse\n")
+    inventory = _inventory(tmp_path, ["s1"], ["a1"], {}, {})
+    inv = yaml.safe_load(inventory.read_text())
+    del inv["k3s_cluster"]["vars"]["k3s_token"]
+    inventory.write_text(yaml.safe_dump(inv))
+    (tmp_path / "group_vars").mkdir()
+    for token, expected in ((TOKEN, None), ("abc", "k3s_token: too short to be secret (it has 3 characters")):
+        vaulted = run_ansible("ansible-vault", "encrypt_string", "--vault-password-file", str(secret),
+                              "--name", "k3s_token", token).stdout
+        (tmp_path / "group_vars" / "k3s_cluster.yml").write_text(vaulted)
+        rc, out = _preflight(inventory, "--vault-password-file", str(secret))
+        if expected is None:
+            assert rc == 0, out
+        else:
+            assert rc == 2 and out.startswith(expected), out
+        offline = subprocess.run([sys.executable, "-m", "pik3s.cli", "inventory", "validate", "-i", str(inventory),
+                                  "--vault-password-file", str(secret), "-o", "json"], capture_output=True, text=True,
+                                 env=ansible_env(), check=False)
+        assert (offline.returncode == 0) is (expected is None), offline.stdout + offline.stderr
+
+
+@pytest.mark.parametrize("verbosity", ["-v", "-vv", "-vvv", "-vvvv"])
+def test_the_secret_never_shows_at_any_verbosity(tmp_path: Path, verbosity: str) -> None:
+    inventory = _inventory(tmp_path, ["s1"], ["a1"], {"a1": {"k3s_token": f"K10{HASH}::server:{SECRET}-2"}},
+                           {"k3s_cluster_config": {"token": "x"}})
+    rc, out = _preflight(inventory, verbosity)  # asserts the secret is in no output
+    assert rc == 2
+    assert "k3s_token differs between hosts (s1 | a1)" in out
 
 
 def test_all_problems_reported_at_once(tmp_path: Path) -> None:

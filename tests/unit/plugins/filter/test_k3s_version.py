@@ -5,7 +5,11 @@ import re
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.pik3s.cluster.plugins.filter.k3s_version import FilterModule, k3s_upgrade_problem
+from ansible_collections.pik3s.cluster.plugins.filter.k3s_version import (
+    FilterModule,
+    k3s_release_in_text,
+    k3s_upgrade_problem,
+)
 
 
 @pytest.mark.parametrize(("current", "target"), [
@@ -47,5 +51,23 @@ def test_malformed(current: object, target: object, message: str) -> None:
         k3s_upgrade_problem(current, target)
 
 
+@pytest.mark.parametrize(("text", "release"), [
+    ("k3s version v1.31.4+k3s1 (a1b2c3d4)\ngo version go1.22.9", "v1.31.4+k3s1"),
+    ("v1.30.10+k3s2", "v1.30.10+k3s2"),
+    ("k3s version v1.31.4-rc1+k3s1", ""),
+    ("", ""),
+    (None, ""),
+])
+def test_release_in_text(text: str | None, release: str) -> None:
+    assert k3s_release_in_text(text) == release
+
+
+@pytest.mark.parametrize("value", ["v1.31.4+k3s1\n", " v1.31.4+k3s1", "v1.31.4+k3s1 "])
+def test_whitespace_is_not_part_of_a_release_name(value: str) -> None:
+    with pytest.raises(AnsibleFilterError, match="is not a K3s release name"):
+        k3s_upgrade_problem(value, "v1.31.4+k3s1")
+
+
 def test_registered() -> None:
-    assert FilterModule().filters() == {"k3s_upgrade_problem": k3s_upgrade_problem}
+    assert FilterModule().filters() == {"k3s_upgrade_problem": k3s_upgrade_problem,
+                                        "k3s_release_in_text": k3s_release_in_text}

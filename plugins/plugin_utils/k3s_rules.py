@@ -1,0 +1,524 @@
+# Copyright: pik3s developers
+# Apache License 2.0 (see LICENSE)
+"""The one rule set of a pik3s inventory, applied on the controller before
+any host changes: by the playbooks' preflight (the k3s_inventory_problems
+filter) and by the Python driver's offline validation (``pik3s inventory
+validate`` and every verb), with the same inputs. Every problem is returned
+at once, each naming the host or variable and the fix. Messages never quote
+the value of a secret variable.
+
+The variables' types come from the roles' ``meta/argument_specs.yml`` (the
+one description of the variables); this file adds what a spec cannot say:
+ranges, which settings are one value for the whole cluster, the K3s keys
+pik3s owns, and the rules of names, addresses and tokens.
+
+The description checked (built by the playbook's inventory_check.yml and by
+the driver's ``pik3s.inventory.describe``)::
+
+    {"server_group": "server", "agent_group": "agent",
+     "cluster": [hosts of k3s_cluster], "servers": [...], "agents": [...],
+     "hosts": {name: {"vars": {variable: value, ...},   # only what the inventory or -e sets
+                      "arch": "aarch64" or None}}}      # None: unknown (offline, no facts)
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+import re
+
+import yaml
+
+from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_arch import ARCHITECTURES
+from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_token import (
+    TokenError,
+    mask_tokens_in_text,
+    parse_token,
+)
+from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_version import parse_version
+
+COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SPEC_ROLES = ("_common", "prepare", "k3s_server", "k3s_agent")
+
+# Keys of config.yaml the roles own; users set them through these variables.
+OWNED_KEYS = {
+    "token": "k3s_token",
+    "token-file": "k3s_token",
+    "agent-token": "k3s_token",
+    "server": "k3s_api_endpoint",
+    "cluster-init": "the number of servers in the inventory",
+    "node-name": "k3s_node_name",
+    "node-ip": "k3s_node_ip",
+    "data-dir": "(not supported; pik3s uses /var/lib/rancher/k3s)",
+}
+CONFIG_VARS = ("k3s_cluster_config", "k3s_server_config", "k3s_agent_config")
+
+# One value for the whole cluster: a host that differs is a mistake (set them in group_vars/k3s_cluster).
+CLUSTER_WIDE = (
+    "k3s_version", "k3s_channel", "k3s_release_url", "k3s_channel_url", "k3s_airgap_dir", "k3s_token",
+    "k3s_api_endpoint", "k3s_api_port", "k3s_server_group", "k3s_agent_group", "k3s_cluster_config",
+    "k3s_agent_batch", "k3s_upgrade_batch",
+)
+# What K3s compares when a server joins ("critical configuration value mismatch"): equal on every server.
+SERVER_EQUAL_KEYS = (
+    "cluster-cidr", "service-cidr", "cluster-dns", "cluster-domain", "disable", "disable-cloud-controller",
+    "disable-helm-controller", "disable-kube-proxy", "disable-network-policy", "disable-scheduler",
+    "disable-apiserver", "disable-controller-manager", "disable-etcd", "flannel-backend",
+    "flannel-ipv6-masq", "flannel-external-ip", "egress-selector-mode", "service-node-port-range",
+    "secrets-encryption", "embedded-registry",
+)
+# Integers and their bounds (inclusive; None: unbounded).
+RANGES = {
+    "k3s_api_port": (1, 65535),
+    "k3s_ready_timeout": (1, None),
+    "k3s_upgrade_drain_timeout": (1, None),
+    "prepare_reboot_timeout": (1, None),
+}
+BATCH_VARS = ("k3s_agent_batch", "k3s_upgrade_batch")
+# A token the operator sets must be long enough not to be guessed (K3s generates 32 hex digits).
+MIN_TOKEN_LENGTH = 16
+CHANNEL_RE = re.compile(r"(stable|latest|testing|v[0-9]+\.[0-9]+)")
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+NODE_NAME_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+_DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+DNS_NAME_RE = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
+_TYPE_WORDS = {"str": "a string", "int": "an integer", "bool": "true or false", "dict": "a mapping",
+               "list": "a list", "raw": "a value"}
+_BOOL_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0", "y", "n", "t", "f"}
+IPV6_REASON = ("IPv6 is not supported by pik3s yet (an IPv6 or dual-stack K3s cluster needs cluster-cidr and "
+               "service-cidr settings pik3s does not manage): use an IPv4 address or a DNS name")
+
+
+@functools.lru_cache(maxsize=1)
+def variables():
+    """Every variable the roles take, from their main entry points' argument specs:
+    {name: {"type", "elements", "default", "role", "no_log"}}."""
+    out = {}
+    for role in SPEC_ROLES:
+        with open(os.path.join(COLLECTION, "roles", role, "meta", "argument_specs.yml"), encoding="utf-8") as fh:
+            spec = yaml.safe_load(fh)["argument_specs"]["main"].get("options") or {}
+        for name, opt in spec.items():
+            out[name] = {"type": opt.get("type", "str"), "elements": opt.get("elements"),
+                         "default": opt.get("default"), "role": role, "no_log": bool(opt.get("no_log"))}
+    return out
+
+
+# Variables the rules read besides the roles': Ansible's address of a host, and the playbooks' own
+# (a play's batch size, its serial, is read before any role runs, so no role declares it).
+INVENTORY_VARIABLES = {
+    "ansible_host": {"type": "str", "elements": None, "default": None, "role": None, "no_log": False},
+    "k3s_agent_batch": {"type": "raw", "elements": None, "default": 5, "role": None, "no_log": False},
+    "k3s_upgrade_batch": {"type": "raw", "elements": None, "default": None, "role": None, "no_log": False},
+}
+MASK = "********"
+
+
+def checked_variables():
+    """The variables a description carries per host: the roles' and the inventory's own."""
+    return sorted(set(variables()) | set(INVENTORY_VARIABLES))
+
+
+def _spec(name):
+    return variables().get(name) or INVENTORY_VARIABLES.get(name)
+
+
+def _describe(value):
+    """A value, named for a message (never used on secrets)."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if value is None:
+        return "null (empty)"
+    return f"a {type(value).__name__}"
+
+
+def _is_secret(name):
+    spec = _spec(name)
+    return bool(spec and spec["no_log"]) or "token" in name or "passw" in name
+
+
+def type_problem(name, value):
+    """Why ``value`` is not of the type the argument specs give ``name``; '' when it is. Values of
+    ``-e k=v`` arrive as strings: integer and boolean variables take them as Ansible does
+    (digits; true/false/yes/no)."""
+    spec = _spec(name)
+    if spec is None:
+        return ""
+    kind = spec["type"]
+    secret = _is_secret(name)
+    shown = "a value of another type" if secret else _describe(value)
+    hint = ""
+    if kind == "str":
+        ok = isinstance(value, str)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            hint = " (quote it in YAML)"
+    elif kind == "int":
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()) is not None)
+    elif kind == "bool":
+        ok = isinstance(value, bool) or (isinstance(value, str) and value.strip().lower() in _BOOL_WORDS)
+    elif kind == "dict":
+        ok = isinstance(value, dict)
+        if isinstance(value, str):
+            hint = " (write it as a YAML mapping, key: value on each line, or -e '{\"name\": {...}}' as JSON)"
+    elif kind == "list":
+        ok = isinstance(value, list)
+        if ok and spec["elements"] == "str":
+            bad = [v for v in value if not isinstance(v, str)]
+            if bad:
+                return f"{name}: every item must be a string, not {_describe(bad[0])}"
+    else:
+        ok = True
+    if ok:
+        return ""
+    return f"{name} must be {_TYPE_WORDS.get(kind, kind)}, not {shown}{hint}"
+
+
+def _int(value):
+    return value if isinstance(value, int) else int(str(value).strip())
+
+
+def _value_problems(name, value):
+    """Rules on one well-typed value of ``name`` beyond its type."""
+    p = []
+    if name in RANGES:
+        low, high = RANGES[name]
+        n = _int(value)
+        if (low is not None and n < low) or (high is not None and n > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            p.append(f"{name} is {n}: it must be {bound}")
+    elif name in BATCH_VARS:
+        p.extend(batch_problems(name, value))
+    elif name in CONFIG_VARS:
+        for key in value:
+            bare = str(key).rstrip("+")
+            if bare in OWNED_KEYS:
+                p.append(f"{name} sets '{bare}', which pik3s manages: use {OWNED_KEYS[bare]} instead")
+    elif name in ("ansible_host", "k3s_node_ip"):
+        p.extend(address_problems(name, value, allow_name=name == "ansible_host"))
+    return p
+
+
+def batch_problems(name, value):
+    """A play's batch size (serial): a positive integer or a percentage from 1% to 100%."""
+    text = str(value).strip() if not isinstance(value, bool) else ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    m = re.fullmatch(r"([0-9]+)(%?)", text) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+    if m is None or int(m.group(1)) < 1 or (m.group(2) and int(m.group(1)) > 100) or text != str(value):
+        shown = repr(value) if isinstance(value, str) else _describe(value)
+        return [f"{name} is {shown}: a batch is a whole number of hosts (1 or more) or a percentage "
+                "from 1% to 100%"]
+    return []
+
+
+def node_name_problems(name):
+    """A node name as Kubernetes takes it (RFC 1123 subdomain) and K3s keeps it (lower case)."""
+    if name != name.strip():
+        return [f"k3s_node_name {name!r} has leading or trailing whitespace: remove it"]
+    if not name:
+        return ["k3s_node_name is empty: leave it unset (the inventory name is used) or name the node"]
+    if name.lower() != name and NODE_NAME_RE.fullmatch(name.lower()):
+        return [f"node name {name!r} has upper-case letters: Kubernetes node names are lower case and K3s "
+                f"would register it as {name.lower()!r}; set k3s_node_name: {name.lower()}"]
+    if not NODE_NAME_RE.fullmatch(name) or len(name) > 253:
+        return [f"node name {name!r} is not a valid Kubernetes node name: lower-case letters, digits, '-' "
+                "and '.', each dot-separated part 1 to 63 characters starting and ending with a letter or "
+                "digit, 253 at most (RFC 1123); set k3s_node_name"]
+    return []
+
+
+def _ip(value):
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
+
+
+def address_problems(name, value, allow_name=True):
+    """An address pik3s connects to or gives K3s: IPv4, or (``allow_name``) a DNS name; never IPv6."""
+    if value != value.strip():
+        return [f"{name} {value!r} has leading or trailing whitespace: remove it"]
+    if value == "":
+        return [] if name == "k3s_node_ip" else [f"{name} is empty: set the host's address or leave it unset"]
+    ip = _ip(value.strip("[]"))
+    if ip is not None and ip.version == 6:
+        return [f"{name} {value}: {IPV6_REASON}"]
+    if ip is None and (not allow_name or not DNS_NAME_RE.fullmatch(value)):
+        what = "an IPv4 address" if not allow_name else "an IPv4 address or a DNS name"
+        return [f"{name} '{value}' is not {what}"]
+    return []
+
+
+def token_problems(token):
+    """A token the operator sets: K3s's grammar, and long enough to be secret. Never quotes it."""
+    try:
+        parts = parse_token(token)
+    except TokenError as exc:
+        return [f"k3s_token: {exc}"]
+    if len(parts["password"]) < MIN_TOKEN_LENGTH:
+        part = "its password part" if parts["format"] == "secure" else "it"
+        return [f"k3s_token: too short to be secret ({part} has {len(parts['password'])} characters, "
+                f"{MIN_TOKEN_LENGTH} at least): anyone who can reach port 6443 could guess it and join a node; "
+                "use a long random one (openssl rand -hex 16), or leave k3s_token empty to have one generated"]
+    return []
+
+
+def endpoint_problems(endpoint):
+    if endpoint != endpoint.strip():
+        return [f"k3s_api_endpoint {endpoint!r} has leading or trailing whitespace: remove it"]
+    ip = _ip(endpoint.strip("[]"))
+    if ip is not None and ip.version == 6:
+        return [f"k3s_api_endpoint {endpoint}: {IPV6_REASON}"]
+    if ip is None and not DNS_NAME_RE.fullmatch(endpoint):
+        return [f"k3s_api_endpoint '{endpoint}' is not an IP address or DNS name "
+                "(no scheme, no port: set k3s_api_port)"]
+    return []
+
+
+def version_problems(version):
+    try:
+        parse_version(version)
+    except ValueError:
+        return [f"k3s_version {version!r} is not a release name like v1.31.4+k3s1"]
+    return []
+
+
+def _members_text(hosts, values, secret):
+    groups = {}
+    for h in hosts:
+        groups.setdefault(repr(values[h]), []).append(h)
+    if secret:
+        return " | ".join(", ".join(g) for g in groups.values())
+    return "; ".join(f"{', '.join(g)}: {values[g[0]]!r}" for g in groups.values())
+
+
+def _airgap_problems(airgap_dir, version, archs):
+    """Air-gap mode on the controller: a pinned version, the directory, and each CPU's files."""
+    if not airgap_dir:
+        return []
+    p = []
+    if not version:
+        p.append(f"k3s_airgap_dir is set ({airgap_dir}) but k3s_version is empty: air-gap mode installs the "
+                 "release in that directory, so pin it (k3s_version: v1.31.4+k3s1)")
+    if not os.path.isdir(airgap_dir):
+        return [*p, f"k3s_airgap_dir {airgap_dir}: no such directory on the controller"]
+    by_asset = {}
+    for arch in archs:
+        if arch in ARCHITECTURES:
+            by_asset.setdefault(ARCHITECTURES[arch]["asset"], arch)
+    for _asset, arch in sorted(by_asset.items()):
+        facts = ARCHITECTURES[arch]
+        wanted = (facts["asset"], facts["checksum_file"], f"k3s-airgap-images-{facts['image_arch']}.tar.gz")
+        missing = [f for f in wanted if not os.path.isfile(os.path.join(airgap_dir, f))]
+        if missing:
+            p.append(f"k3s_airgap_dir {airgap_dir} lacks {', '.join(missing)} for the {arch} hosts: add them "
+                     "from the K3s release")
+    return p
+
+
+def describe(hostvars, groups, archs=None):
+    """The description the rules check, from every host's variables and the inventory's groups (both
+    as Ansible has them: ``hostvars`` maps a host to its variables, ``groups`` a group to its hosts,
+    children included). ``archs`` maps a host to its CPU where it is known. Both the playbooks' preflight
+    and the driver build it here, so the rules see the same input."""
+    archs = archs or {}
+    names = checked_variables()
+    members = list(groups.get("k3s_cluster") or [])
+    first = hostvars[members[0]] if members else {}
+    server_group, agent_group = (str(first[n] if n in first else variables()[n]["default"])
+                                 for n in ("k3s_server_group", "k3s_agent_group"))
+    servers, agents = list(groups.get(server_group) or []), list(groups.get(agent_group) or [])
+    # Servers first, then agents, then the rest: the order of every message that lists hosts.
+    cluster = [h for h in dict.fromkeys(servers + agents + members) if h in members]
+    hosts = {}
+    for h in dict.fromkeys(cluster + servers + agents):
+        hv = hostvars[h] if h in hostvars else {}
+        hosts[h] = {"vars": {n: hv[n] for n in names if n in hv}, "arch": archs.get(h)}
+    return {"server_group": server_group, "agent_group": agent_group, "cluster": cluster,
+            "servers": servers, "agents": agents, "hosts": hosts}
+
+
+def _secret_values(hosts):
+    """The values of secret variables anywhere in the description (a message must quote none of them,
+    whatever variable it quotes)."""
+    found = set()
+    for host in hosts.values():
+        for name, value in (host.get("vars") or {}).items():
+            if _is_secret(name) and isinstance(value, str) and value:
+                found.add(value)
+                try:
+                    found.add(parse_token(value)["password"])
+                except TokenError:
+                    pass
+    return sorted(found, key=len, reverse=True)
+
+
+def mask(message, secrets):
+    """``message`` with every secret value, and anything shaped like a secure K3s token, masked."""
+    for secret in secrets:
+        message = message.replace(secret, MASK)
+    return mask_tokens_in_text(message)
+
+
+def inventory_problems(description):
+    """Every problem of an inventory description (see the module's docstring); [] when it is good.
+    No message quotes a secret: values of secret variables are masked wherever they appear."""
+    secrets = _secret_values(description.get("hosts") or {})
+    return [mask(problem, secrets) for problem in _problems(description)]
+
+
+def _problems(description):
+    p = []
+    server_group = description.get("server_group") or "server"
+    agent_group = description.get("agent_group") or "agent"
+    cluster = list(description.get("cluster") or [])
+    servers = list(description.get("servers") or [])
+    agents = list(description.get("agents") or [])
+    hosts = description.get("hosts") or {}
+
+    # Structure: the groups.
+    if not servers:
+        p.append(f"no hosts in the '{server_group}' group: put at least one server there (or set k3s_server_group)")
+    outside = [h for h in servers + agents if h not in cluster]
+    if outside:
+        p.append(f"{', '.join(dict.fromkeys(outside))} in '{server_group}'/'{agent_group}' but not in k3s_cluster: "
+                 f"make '{server_group}' and '{agent_group}' children of the k3s_cluster group (pik3s's plays "
+                 "run on k3s_cluster)")
+    for h in servers:
+        if h in agents:
+            p.append(f"{h} is in both '{server_group}' and '{agent_group}': a K3s server already runs an "
+                     "agent; list it as a server only")
+    for h in cluster:
+        if h not in servers and h not in agents:
+            p.append(f"{h} is in k3s_cluster but in neither '{server_group}' nor '{agent_group}'")
+
+    # Types, on every host's own values.
+    typed = {}  # host -> {var: value} of the values whose type is right
+    by_message = {}
+    for h in cluster:
+        good = {}
+        for name, value in (hosts.get(h, {}).get("vars") or {}).items():
+            problem = type_problem(name, value)
+            if problem:
+                by_message.setdefault(problem, []).append(h)
+            else:
+                good[name] = value
+        typed[h] = good
+    for message, where in by_message.items():
+        p.append(message if len(where) == len(cluster) else f"{', '.join(where)}: {message}")
+
+    def value(h, name):
+        if name in typed.get(h, {}):
+            return typed[h][name]
+        default = (_spec(name) or {}).get("default")
+        return None if isinstance(default, str) and "{{" in default else default
+
+    # One value for the whole cluster.
+    for name in CLUSTER_WIDE:
+        values = {h: value(h, name) for h in cluster}
+        if len({repr(v) for v in values.values()}) > 1:
+            p.append(f"{name} differs between hosts ({_members_text(cluster, values, _is_secret(name))}): it is "
+                     "one setting for the whole cluster; set it once, in group_vars of k3s_cluster (or all)")
+    first = cluster[0] if cluster else None
+    cvars = {name: value(first, name) for name in CLUSTER_WIDE} if first else {}
+
+    # Per-host values beyond their type (a problem every host shares is reported once).
+    by_message = {}
+    for h in cluster:
+        for name, val in typed[h].items():
+            if name in CLUSTER_WIDE and name not in CONFIG_VARS + BATCH_VARS + tuple(RANGES):
+                continue  # one value: checked once below
+            for problem in _value_problems(name, val):
+                by_message.setdefault(problem, []).append(h)
+    for message, where in by_message.items():
+        p.append(message if len(where) == len(cluster) else f"{', '.join(where)}: {message}")
+
+    # Names and addresses: valid, and unique (node names after K3s lower-cases them, addresses after
+    # normalisation).
+    names, addrs = {}, {}
+    for h in cluster:
+        node = typed[h].get("k3s_node_name", h)
+        p.extend(f"{h}: {problem}" for problem in node_name_problems(node))
+        key = node.lower()
+        if key in names:
+            same = "" if names[key][1] == node else \
+                f" ('{names[key][1]}' and '{node}' are one name once K3s lower-cases them)"
+            p.append(f"node name '{node}' is used by {names[key][0]} and {h}{same}: K3s refuses a second node "
+                     "with a taken name; set k3s_node_name")
+        names.setdefault(key, (h, node))
+        addr = typed.get(h, {}).get("ansible_host", h)
+        ip = _ip(str(addr))
+        akey = str(ip) if ip is not None else str(addr).lower()
+        if akey in addrs:
+            p.append(f"address {addr} is used by {addrs[akey]} and {h}; fix ansible_host")
+        addrs.setdefault(akey, h)
+        arch = (hosts.get(h) or {}).get("arch")
+        if arch is not None:
+            if str(arch).startswith("armv6"):
+                p.append(f"{h}: {arch} is ARMv6 (Raspberry Pi Zero / Pi 1); K3s needs ARMv7 or newer; "
+                         "leave this host out")
+            elif arch not in ARCHITECTURES:
+                p.append(f"{h}: CPU architecture '{arch}' has no K3s binary (x86_64, aarch64, armv7l only)")
+
+    # Cluster-wide values.
+    if cvars:
+        cluster_config = cvars.get("k3s_cluster_config") or {}
+        if servers and len(servers) % 2 == 0 and "datastore-endpoint" not in cluster_config:
+            p.append(f"{len(servers)} servers ({', '.join(servers)}): embedded etcd needs an odd number "
+                     "(1, 3, 5, ...) to keep quorum; add or remove one")
+        version = cvars.get("k3s_version") or ""
+        if version:
+            p.extend(version_problems(version))
+        elif not CHANNEL_RE.fullmatch(str(cvars.get("k3s_channel") or "")):
+            p.append(f"k3s_channel {cvars.get('k3s_channel')!r} is not a K3s release channel: stable, latest, "
+                     "testing or a minor version like v1.31 (or pin k3s_version)")
+        if cvars.get("k3s_token"):
+            p.extend(token_problems(cvars["k3s_token"]))
+        if cvars.get("k3s_api_endpoint"):
+            p.extend(endpoint_problems(cvars["k3s_api_endpoint"]))
+        p.extend(_airgap_problems(cvars.get("k3s_airgap_dir") or "", version,
+                                  [(hosts.get(h) or {}).get("arch") for h in cluster]))
+        # What K3s compares when a server joins.
+        for key in SERVER_EQUAL_KEYS:
+            seen = {}
+            for h in servers:
+                if h not in typed:
+                    continue
+                merged = dict(cluster_config)
+                merged.update(value(h, "k3s_server_config") or {})
+                seen[h] = merged.get(key, merged.get(key + "+"))
+            if len({repr(v) for v in seen.values()}) > 1:
+                p.append(f"'{key}' differs between servers ({_members_text(list(seen), seen, False)}): K3s refuses "
+                         "a server whose value differs (critical configuration value mismatch); set it once, in "
+                         "k3s_cluster_config")
+    return p
+
+
+def remove_names(value):
+    """The node names of ``k3s_remove``: a comma-separated string or a list."""
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    return [str(n).strip() for n in items if str(n).strip()]
+
+
+def remove_problems(value, description):
+    """Why removing the nodes ``value`` names (``k3s_remove``) is refused; [] when it is fine."""
+    names = remove_names(value)
+    if not names:
+        return ["set k3s_remove to the inventory name(s) of the node(s) to remove, for example -e k3s_remove=pi3-2"]
+    cluster, servers = description.get("cluster") or [], description.get("servers") or []
+    p = [f"{n} is not in k3s_cluster" for n in names if n not in cluster]
+    if servers and servers[0] in names:
+        p.append(f"{servers[0]} is the first server (pik3s runs kubectl there): put another server first in the "
+                 f"'{description.get('server_group') or 'server'}' group before removing it")
+    return p
