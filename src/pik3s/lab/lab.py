@@ -28,7 +28,7 @@ import yaml
 
 from pik3s.errors import Pik3sError
 from pik3s.lab import binfmt, docker, image, mirror, releases
-from pik3s.lab.spec import HostSpec, LabSpec
+from pik3s.lab.spec import HostSpec, LabSpec, fit_problem
 
 LABEL = "pik3s.lab"
 MIRROR_PORT = 8080
@@ -283,8 +283,11 @@ def inventory_json(state_dir: Path) -> dict[str, Any]:
 def up(spec: LabSpec, state_dir: Path | None = None, progress: Progress = _quiet) -> LabRecord:
     """Start the lab described by ``spec``; idempotent for a lab that is up."""
     state = state_dir or default_state_dir(spec.name)
-    docker.ensure_engine()
     existing = LabRecord.load(state)
+    problem = fit_problem(spec) if existing is None else ""
+    if problem:  # before anything is created
+        raise Pik3sError(problem)
+    docker.ensure_engine()
     if existing is not None:
         return _resume(existing, progress)
 

@@ -35,6 +35,25 @@ MODELS = ("rpi4", "rpi3", "generic")
 GROUPS = ("server", "agent")
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 MEMORY_RE = re.compile(r"^[0-9]+[kmg]$")
+# Names the lab gives its own containers (pik3s-<lab>-mirror, pik3s-<lab>-lb): no host may take them.
+RESERVED_NAMES = ("mirror", "lb")
+# Below this a host cannot run systemd, sshd and K3s (a Pi 3 has 1 GiB).
+MIN_MEMORY = 256 * 1024**2
+_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def memory_bytes(memory: str) -> int:
+    """A Docker memory size (512m, 2g) in bytes."""
+    return int(memory[:-1]) * _UNITS[memory[-1]]
+
+
+def machine_memory() -> int:
+    """This machine's memory in bytes (MemTotal)."""
+    with open("/proc/meminfo", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    raise Pik3sError("cannot read MemTotal from /proc/meminfo")
 
 
 @dataclass(frozen=True)
@@ -74,7 +93,7 @@ def parse_spec(data: Any, where: str = "") -> LabSpec:
     if unknown:
         raise _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
     name = data.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise _fail(where, f"name {name!r} must be lowercase letters, digits and '-' (max 32)")
     hosts_data = data.get("hosts")
     if not isinstance(hosts_data, list) or not hosts_data:
@@ -88,8 +107,11 @@ def parse_spec(data: Any, where: str = "") -> LabSpec:
         if unknown:
             raise _fail(where, f"{at}: unknown key(s) {', '.join(sorted(unknown))}")
         hname = h.get("name")
-        if not isinstance(hname, str) or not NAME_RE.match(hname):
+        if not isinstance(hname, str) or not NAME_RE.fullmatch(hname):
             raise _fail(where, f"{at}: name {hname!r} must be a lowercase hostname (letters, digits, '-')")
+        if hname in RESERVED_NAMES:
+            raise _fail(where, f"{at}: name {hname!r} is taken by the lab's own {hname} container; "
+                        "name the host otherwise")
         arch = h.get("arch", "amd64")
         if arch not in ARCHES:
             raise _fail(where, f"host {hname}: arch {arch!r} is not one of {', '.join(ARCHES)}")
@@ -97,8 +119,11 @@ def parse_spec(data: Any, where: str = "") -> LabSpec:
         if model not in MODELS:
             raise _fail(where, f"host {hname}: model {model!r} is not one of {', '.join(MODELS)}")
         memory = str(h.get("memory", "1g")).lower()
-        if not MEMORY_RE.match(memory):
+        if not MEMORY_RE.fullmatch(memory):
             raise _fail(where, f"host {hname}: memory {memory!r} must look like 512m or 2g")
+        if memory_bytes(memory) < MIN_MEMORY:
+            raise _fail(where, f"host {hname}: memory {memory} is too little for systemd, sshd and K3s: "
+                        "give it 256m or more")
         groups = h.get("groups", [])
         if not isinstance(groups, list) or any(g not in GROUPS for g in groups):
             raise _fail(where, f"host {hname}: groups must be a list of {', '.join(GROUPS)}")
@@ -124,6 +149,18 @@ def parse_spec(data: Any, where: str = "") -> LabSpec:
     return LabSpec(name, tuple(hosts), airgap, dict(extra), api_lb)
 
 
+def fit_problem(spec: LabSpec, available: int | None = None) -> str:
+    """Why ``spec``'s hosts do not fit this machine's memory ('' when they do): checked before
+    ``lab up`` creates anything."""
+    available = machine_memory() if available is None else available
+    wanted = sum(memory_bytes(h.memory) for h in spec.hosts)
+    if wanted <= available:
+        return ""
+    gib = 1024**3
+    return (f"lab spec {spec.name}: its {len(spec.hosts)} hosts ask for {wanted / gib:.1f} GiB of memory and this "
+            f"machine has {available / gib:.1f} GiB: give the hosts less memory (memory: 512m) or fewer hosts")
+
+
 def load_spec(path: Path | None = None) -> LabSpec:
     path = path or default_spec_path()
     try:
@@ -131,5 +168,7 @@ def load_spec(path: Path | None = None) -> LabSpec:
     except OSError as exc:
         raise Pik3sError(f"cannot read lab spec {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise Pik3sError(f"lab spec {path} is not valid YAML: {exc}") from exc
+        from pik3s.masking import mask_secret_assignments  # the parser quotes the line: vars may hold secrets
+
+        raise Pik3sError(f"lab spec {path} is not valid YAML: {mask_secret_assignments(str(exc))}") from None
     return parse_spec(data, str(path))

@@ -46,6 +46,12 @@ def _with(**host: Any) -> dict[str, Any]:
     ({**GOOD, "vars": ["k3s_version"]}, "vars must be a mapping of inventory variable names to values"),
     ({**GOOD, "vars": {"ansible_user": "root", "pik3s_lab_airgap": False}},
      "vars may not set ansible_user, pik3s_lab_airgap: the lab sets those itself"),
+    (_with(name="mirror"), "hosts[0]: name 'mirror' is taken by the lab's own mirror container"),
+    (_with(name="lb"), "hosts[0]: name 'lb' is taken by the lab's own lb container"),
+    (_with(memory="0m"), "host a: memory 0m is too little for systemd, sshd and K3s: give it 256m or more"),
+    (_with(memory="64m"), "host a: memory 64m is too little"),
+    (_with(memory="1g\n"), "host a: memory '1g\\n' must look like 512m or 2g"),
+    (_with(name="a\n"), "hosts[0]: name 'a\\n' must be a lowercase hostname"),
 ])
 def test_bad_specs_are_rejected_with_the_reason(data: Any, message: str) -> None:
     with pytest.raises(Pik3sError) as err:
@@ -61,6 +67,31 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
     bad.write_text("name: [unclosed\n")
     with pytest.raises(Pik3sError, match="is not valid YAML"):
         spec.load_spec(bad)
+
+
+def test_a_yaml_error_never_quotes_a_secret(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: t\nvars:\n  k3s_token: hunter2-do-not-print\n  x: [\n")
+    with pytest.raises(Pik3sError) as err:
+        spec.load_spec(bad)
+    assert "is not valid YAML" in str(err.value) and "hunter2" not in str(err.value)
+
+
+def test_what_does_not_fit_the_machine_is_refused_before_anything_is_created(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    hosts = [{"name": f"h{i}", "memory": "2g"} for i in range(13)]
+    big = spec.parse_spec({"name": "big", "hosts": hosts})
+    assert spec.fit_problem(big, 24 * 1024**3) == (
+        "lab spec big: its 13 hosts ask for 26.0 GiB of memory and this machine has 24.0 GiB: give the hosts less "
+        "memory (memory: 512m) or fewer hosts")
+    assert spec.fit_problem(big, 32 * 1024**3) == ""
+    assert spec.machine_memory() > 0
+    # lab up says so before it touches Docker.
+    monkeypatch.setattr(spec, "machine_memory", lambda: 1024**3)
+    monkeypatch.setattr("pik3s.lab.docker.ensure_engine", lambda: pytest.fail("Docker was touched"))
+    with pytest.raises(Pik3sError, match=r"ask for 26\.0 GiB of memory and this machine has 1\.0 GiB"):
+        from pik3s.lab import lab as lablib
+        lablib.up(big, Path("/nonexistent/pik3s-state"))
 
 
 def test_airgap_and_vars() -> None:
