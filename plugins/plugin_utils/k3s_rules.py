@@ -335,7 +335,7 @@ def describe(hostvars, groups, archs=None):
     archs = archs or {}
     names = checked_variables()
     members = list(groups.get("k3s_cluster") or [])
-    first = hostvars[members[0]] if members else {}
+    first = hostvars[members[0]] if members and members[0] in hostvars else {}
     server_group, agent_group = (str(first[n] if n in first else variables()[n]["default"])
                                  for n in ("k3s_server_group", "k3s_agent_group"))
     servers, agents = list(groups.get(server_group) or []), list(groups.get(agent_group) or [])
@@ -522,3 +522,20 @@ def remove_problems(value, description):
         p.append(f"{servers[0]} is the first server (pik3s runs kubectl there): put another server first in the "
                  f"'{description.get('server_group') or 'server'}' group before removing it")
     return p
+
+
+# What backup.yml writes into a backup directory and restore.yml reads back.
+BACKUP_FILES = ("snapshot", "token", "nodes.json")
+
+
+def restore_problems(path):
+    """Why ``path`` (``k3s_restore``, on the controller) is not a backup restore.yml can use; [] when it is."""
+    path = str(path or "").strip()
+    example = "for example -e k3s_restore=inventories/prod/.backups/pik3s-srv1-1700000000"
+    if not path:
+        return [f"set k3s_restore to a directory written by backup.yml ({', '.join(BACKUP_FILES)}), {example}"]
+    missing = [f for f in BACKUP_FILES if not os.path.isfile(os.path.join(path, f))]
+    if missing:
+        return [f"k3s_restore {path} is not a backup written by backup.yml: it lacks {', '.join(missing)} "
+                f"({example})"]
+    return []

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pik3s.errors import Pik3sError
-from pik3s.inventory import Vault
+from pik3s.inventory import Vault, collection_module
 from pik3s.results import Result
 from pik3s.runner import OPERATIONS, EventCallback, Run, prepare
 
@@ -49,10 +49,11 @@ def _operation_arguments(operation: str, *, extravars: dict[str, Any] | None, li
     elif operation == "upgrade" and version:
         own["k3s_version"] = version
     elif operation == "restore":
-        path = Path(backup_dir or "").expanduser().resolve()
-        if not backup_dir or not (path / "snapshot").is_file():
-            raise Pik3sError(f"{backup_dir} is not a pik3s backup (no snapshot file in it)")
-        own["k3s_restore"] = str(path)
+        path = str(Path(backup_dir).expanduser().resolve()) if backup_dir else ""
+        problems = collection_module("k3s_rules", "plugin_utils").restore_problems(path)  # restore.yml's rule
+        if problems:
+            raise Pik3sError(" | ".join(problems))
+        own["k3s_restore"] = path
     elif operation == "reset":
         if not confirm:
             raise Pik3sError("reset removes K3s and all its data: pass confirm=True (CLI: --yes)")

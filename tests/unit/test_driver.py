@@ -177,7 +177,9 @@ def test_operation_arguments() -> None:
     ("upgrade", {"confirm": True, "backup_dir": "/b"}, "upgrade takes no backup_dir, confirm"),
     ("remove_nodes", {"nodes": []}, "remove_nodes: name the node(s) to remove (inventory hostnames)"),
     ("add_nodes", {}, "add_nodes: name the node(s) to add (inventory hostnames)"),
-    ("restore", {"backup_dir": "/nonexistent/b"}, "/nonexistent/b is not a pik3s backup (no snapshot file in it)"),
+    ("restore", {"backup_dir": "/nonexistent/b"}, "k3s_restore /nonexistent/b is not a backup written by backup.yml: "
+     "it lacks snapshot, token, nodes.json (for example -e k3s_restore=inventories/prod/.backups/"
+     "pik3s-srv1-1700000000)"),
     ("reset", {}, "reset removes K3s and all its data: pass confirm=True (CLI: --yes)"),
 ])
 def test_operation_arguments_refused(operation: str, given: dict[str, Any], message: str) -> None:

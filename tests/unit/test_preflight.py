@@ -49,6 +49,7 @@ def _offline(inventory: Path) -> tuple[int, list[str]]:
     res = subprocess.run([sys.executable, "-m", "pik3s.cli", "inventory", "validate", "-i", str(inventory),
                           "--output", "json"], capture_output=True, text=True, env=ansible_env(), check=False)
     assert SECRET not in res.stdout + res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
     return res.returncode, json.loads(res.stdout)["problems"] if res.stdout else [res.stderr]
 
 
@@ -57,6 +58,7 @@ def _preflight(inventory: Path, *extra: str) -> tuple[int, str]:
     res = run_ansible("ansible-playbook", "-i", str(inventory), "playbooks/preflight.yml", *extra, timeout=120,
                       env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json", "ANSIBLE_CALLBACK_FORMAT_PRETTY": "false"})
     assert SECRET not in res.stdout + res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
     messages = [json.loads(m.group(1)).get("msg", "")
                 for m in re.finditer(r"^fatal: \[\S+\]: FAILED! => (\{.*\})$", res.stdout, re.M)]
     return res.returncode, "\n".join(messages) if messages else res.stdout + res.stderr

@@ -131,6 +131,24 @@ def test_servers_must_agree_on_what_k3s_compares_at_join() -> None:
         "(critical configuration value mismatch); set it once, in k3s_cluster_config"]
 
 
+def test_remove_and_restore_rules(tmp_path: Any) -> None:
+    description = k3s_rules.describe({}, {"k3s_cluster": ["s1", "s2", "s3", "a1"], "server": ["s1", "s2", "s3"],
+                                          "agent": ["a1"]})
+    assert k3s_rules.remove_problems("a1, s2", description) == []
+    assert k3s_rules.remove_problems(["a9"], description) == ["a9 is not in k3s_cluster"]
+    assert k3s_rules.remove_problems(" , ", description)[0].startswith("set k3s_remove to the inventory name(s)")
+    assert k3s_rules.remove_problems("s1", description) == [
+        "s1 is the first server (pik3s runs kubectl there): put another server first in the 'server' group before "
+        "removing it"]
+    (tmp_path / "snapshot").write_text("")
+    assert k3s_rules.restore_problems(tmp_path)[0].endswith(
+        "lacks token, nodes.json (for example -e k3s_restore=inventories/prod/.backups/pik3s-srv1-1700000000)")
+    for name in ("token", "nodes.json"):
+        (tmp_path / name).write_text("")
+    assert k3s_rules.restore_problems(str(tmp_path)) == []
+    assert k3s_rules.restore_problems("")[0].startswith("set k3s_restore to a directory written by backup.yml")
+
+
 # ------------------------------------------------------------------------ randomly broken inventories
 
 _VALUES: list[Any] = [None, 0, -3, 7, 1.5, True, "", " ", "x\n", "Ü", "a" * 300, "{{ x }}", [], [1, "a"], {},
@@ -141,7 +159,8 @@ def _random_inventory(rng: random.Random) -> tuple[dict[str, dict[str, Any]], di
     names = [*k3s_rules.checked_variables(), "k3s_server_group", "k3s_agent_group", "unrelated"]
     hosts = [rng.choice(["s1", "S1", "a_1", "a" * 70, "ü", "h" + str(i)]) + str(i) for i in range(rng.randint(0, 6))]
     hostvars = {h: {rng.choice(names): rng.choice(_VALUES) for _draw in range(rng.randint(0, 8))} for h in hosts}
-    groups: dict[str, list[Any]] = {g: rng.sample(hosts, rng.randint(0, len(hosts)))
+    known = [*hosts, "ghost"]  # a group may name a host without variables of its own
+    groups: dict[str, list[Any]] = {g: rng.sample(known, rng.randint(0, len(known)))
                                     for g in ("k3s_cluster", "server", "agent", "other")}
     if rng.random() < 0.2:
         groups.pop(rng.choice(list(groups)))
