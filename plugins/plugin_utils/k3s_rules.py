@@ -142,9 +142,18 @@ def _describe(value):
     return f"a {type(value).__name__}"
 
 
-def _is_secret(name):
+# Names of variables whose values are secrets, wherever they appear (the driver masks them by this too).
+SECRET_NAME_RE = re.compile(r"(token|passw|secret|_pass$|^ansible_.*pass$|private_key(?!_file)|client_key)", re.I)
+
+
+def is_secret_name(name):
+    """Whether a variable of this name holds a secret (a no_log option, or a secret-looking name)."""
     spec = _spec(name)
-    return bool(spec and spec["no_log"]) or "token" in name or "passw" in name
+    return bool(spec and spec["no_log"]) or SECRET_NAME_RE.search(str(name)) is not None
+
+
+def _is_secret(name):
+    return is_secret_name(name)
 
 
 def type_problem(name, value):

@@ -23,31 +23,32 @@ from typing import Any
 from pik3s.inventory import collection_module
 
 MASK = "********"
-_SECRET_NAME = re.compile(r"(token|passw|secret|_pass$|^ansible_.*pass$|private_key(?!_file)|client_key)", re.I)
 _KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
 _KEY_DATA = re.compile(r"(client-key-data[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9+/=]+")
 
 
-# A line that sets a secret-looking variable (YAML `name: value`, INI `name=value`), as a parser quotes
-# an inventory's offending line before pik3s knows any of its values.
-_SECRET_ASSIGNMENT = re.compile(
-    r"""(?P<key>[\w.-]*(?:token|passw|secret|_pass\b|private_key(?!_file)|client_key)[\w.-]*["']?\s*[:=]\s*)"""
-    r"""(?P<value>(?:!vault\s*\|?)?\S.*)""", re.I)
+# An assignment in a line of source (YAML `name: value`, INI `name=value`), as a parser quotes an
+# inventory's offending line before pik3s knows any of its values.
+_ASSIGNMENT = re.compile(r"""(?P<key>[\w.-]+)(?P<sep>["']?\s*[:=]\s*)(?P<value>\S.*)""")
 
 
 def mask_secret_assignments(text: str) -> str:
-    """``text`` with the value of every secret-looking assignment masked (a source line quoted by a
-    YAML or INI parser), and any secure K3s token in it."""
-    masked = _SECRET_ASSIGNMENT.sub(lambda m: m.group("key") + MASK, text)
+    """``text`` with the value of every assignment to a secret-looking variable masked (by the
+    collection's rule of secret names), and any secure K3s token in it."""
+    is_secret = collection_module("k3s_rules", "plugin_utils").is_secret_name
+    masked = _ASSIGNMENT.sub(lambda m: m.group("key") + m.group("sep") + MASK if is_secret(m.group("key"))
+                             else m.group(0), text)
     return str(collection_module("k3s_token").mask_tokens_in_text(masked))
 
 
 def secret_values(variables: Mapping[str, Any]) -> set[str]:
-    """Values of secret-looking variables in ``variables`` (nested dicts and lists searched too)."""
+    """Values of secret-looking variables in ``variables`` (nested dicts and lists searched too), by the
+    collection's one rule of secret names."""
     found: set[str] = set()
+    is_secret = collection_module("k3s_rules", "plugin_utils").is_secret_name
 
     def walk(name: str, value: Any, secret: bool) -> None:
-        secret = secret or bool(_SECRET_NAME.search(name))
+        secret = secret or bool(is_secret(name))
         if isinstance(value, Mapping):
             for k, v in value.items():
                 walk(str(k), v, secret)
