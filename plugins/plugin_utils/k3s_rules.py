@@ -123,6 +123,12 @@ def _spec(name):
     return variables().get(name) or INVENTORY_VARIABLES.get(name)
 
 
+def _q(value):
+    """A quoted value for a message: a string with any assignment to a secret-named key in it masked
+    (``token: x`` given where a mapping was expected), anything else as Python shows it."""
+    return repr(mask_secret_assignments(value)) if isinstance(value, str) else repr(value)
+
+
 def _describe(value):
     """A value, named for a message (never used on secrets)."""
     if isinstance(value, bool):
@@ -132,7 +138,7 @@ def _describe(value):
     if isinstance(value, float):
         return f"the number {value}"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {_q(value)}"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, (list, tuple)):
@@ -234,14 +240,14 @@ def batch_problems(name, value):
 def node_name_problems(name):
     """A node name as Kubernetes takes it (RFC 1123 subdomain) and K3s keeps it (lower case)."""
     if name != name.strip():
-        return [f"k3s_node_name {name!r} has leading or trailing whitespace: remove it"]
+        return [f"k3s_node_name {_q(name)} has leading or trailing whitespace: remove it"]
     if not name:
         return ["k3s_node_name is empty: leave it unset (the inventory name is used) or name the node"]
     if name.lower() != name and NODE_NAME_RE.fullmatch(name.lower()):
-        return [f"node name {name!r} has upper-case letters: Kubernetes node names are lower case and K3s "
-                f"would register it as {name.lower()!r}; set k3s_node_name: {name.lower()}"]
+        return [f"node name {_q(name)} has upper-case letters: Kubernetes node names are lower case and K3s "
+                f"would register it as {_q(name.lower())}; set k3s_node_name: {name.lower()}"]
     if not NODE_NAME_RE.fullmatch(name) or len(name) > 253:
-        return [f"node name {name!r} is not a valid Kubernetes node name: lower-case letters, digits, '-' "
+        return [f"node name {_q(name)} is not a valid Kubernetes node name: lower-case letters, digits, '-' "
                 "and '.', each dot-separated part 1 to 63 characters starting and ending with a letter or "
                 "digit, 253 at most (RFC 1123); set k3s_node_name"]
     return []
@@ -257,7 +263,7 @@ def _ip(value):
 def address_problems(name, value, allow_name=True):
     """An address pik3s connects to or gives K3s: IPv4, or (``allow_name``) a DNS name; never IPv6."""
     if value != value.strip():
-        return [f"{name} {value!r} has leading or trailing whitespace: remove it"]
+        return [f"{name} {_q(value)} has leading or trailing whitespace: remove it"]
     if value == "":
         return [] if name == "k3s_node_ip" else [f"{name} is empty: set the host's address or leave it unset"]
     ip = _ip(value.strip("[]"))
@@ -265,7 +271,7 @@ def address_problems(name, value, allow_name=True):
         return [f"{name} {value}: {IPV6_REASON}"]
     if ip is None and (not allow_name or not DNS_NAME_RE.fullmatch(value)):
         what = "an IPv4 address" if not allow_name else "an IPv4 address or a DNS name"
-        return [f"{name} '{value}' is not {what}"]
+        return [f"{name} '{mask_secret_assignments(value)}' is not {what}"]
     return []
 
 
@@ -285,12 +291,12 @@ def token_problems(token):
 
 def endpoint_problems(endpoint):
     if endpoint != endpoint.strip():
-        return [f"k3s_api_endpoint {endpoint!r} has leading or trailing whitespace: remove it"]
+        return [f"k3s_api_endpoint {_q(endpoint)} has leading or trailing whitespace: remove it"]
     ip = _ip(endpoint.strip("[]"))
     if ip is not None and ip.version == 6:
         return [f"k3s_api_endpoint {endpoint}: {IPV6_REASON}"]
     if ip is None and not DNS_NAME_RE.fullmatch(endpoint):
-        return [f"k3s_api_endpoint '{endpoint}' is not an IP address or DNS name "
+        return [f"k3s_api_endpoint '{mask_secret_assignments(endpoint)}' is not an IP address or DNS name "
                 "(no scheme, no port: set k3s_api_port)"]
     return []
 
@@ -299,7 +305,7 @@ def version_problems(version):
     try:
         parse_version(version)
     except ValueError:
-        return [f"k3s_version {version!r} is not a release name like v1.31.4+k3s1"]
+        return [f"k3s_version {_q(version)} is not a release name like v1.31.4+k3s1"]
     return []
 
 
@@ -309,7 +315,7 @@ def _members_text(hosts, values, secret):
         groups.setdefault(repr(values[h]), []).append(h)
     if secret:
         return " | ".join(", ".join(g) for g in groups.values())
-    return "; ".join(f"{', '.join(g)}: {values[g[0]]!r}" for g in groups.values())
+    return "; ".join(f"{', '.join(g)}: {_q(values[g[0]])}" for g in groups.values())
 
 
 def _airgap_problems(airgap_dir, version, archs):
@@ -373,8 +379,21 @@ def _secret_values(hosts):
     return sorted(found, key=len, reverse=True)
 
 
+# An assignment in quoted input (YAML `name: value`, INI or -e `name=value`).
+_ASSIGNMENT = re.compile(r"""(?P<key>[\w.-]+)(?P<sep>["']?\s*[:=]\s*)(?P<value>\S.*)""")
+
+
+def mask_secret_assignments(text):
+    """``text`` with the value of every assignment to a secret-named variable masked (a source line a
+    parser quotes, a string given where a mapping was expected), and any secure K3s token in it."""
+    masked = _ASSIGNMENT.sub(lambda m: m.group("key") + m.group("sep") + MASK if is_secret_name(m.group("key"))
+                             else m.group(0), text)
+    return mask_tokens_in_text(masked)
+
+
 def mask(message, secrets):
-    """``message`` with every secret value, and anything shaped like a secure K3s token, masked."""
+    """``message`` with every secret value and anything shaped like a secure K3s token masked (values
+    assigned to secret-named keys are masked where a message quotes them, by ``_q``)."""
     for secret in secrets:
         message = message.replace(secret, MASK)
     return mask_tokens_in_text(message)
@@ -490,7 +509,7 @@ def _problems(description):
         if version:
             p.extend(version_problems(version))
         elif not CHANNEL_RE.fullmatch(str(cvars.get("k3s_channel") or "")):
-            p.append(f"k3s_channel {cvars.get('k3s_channel')!r} is not a K3s release channel: stable, latest, "
+            p.append(f"k3s_channel {_q(cvars.get('k3s_channel'))} is not a K3s release channel: stable, latest, "
                      "testing or a minor version like v1.31 (or pin k3s_version)")
         if cvars.get("k3s_token"):
             p.extend(token_problems(cvars["k3s_token"]))

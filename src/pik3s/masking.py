@@ -27,18 +27,10 @@ _KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*P
 _KEY_DATA = re.compile(r"(client-key-data[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9+/=]+")
 
 
-# An assignment in a line of source (YAML `name: value`, INI `name=value`), as a parser quotes an
-# inventory's offending line before pik3s knows any of its values.
-_ASSIGNMENT = re.compile(r"""(?P<key>[\w.-]+)(?P<sep>["']?\s*[:=]\s*)(?P<value>\S.*)""")
-
-
 def mask_secret_assignments(text: str) -> str:
-    """``text`` with the value of every assignment to a secret-looking variable masked (by the
-    collection's rule of secret names), and any secure K3s token in it."""
-    is_secret = collection_module("k3s_rules", "plugin_utils").is_secret_name
-    masked = _ASSIGNMENT.sub(lambda m: m.group("key") + m.group("sep") + MASK if is_secret(m.group("key"))
-                             else m.group(0), text)
-    return str(collection_module("k3s_token").mask_tokens_in_text(masked))
+    """``text`` with the value of every assignment to a secret-named variable masked (a source line a
+    parser quotes before pik3s knows any value), and any secure K3s token in it: the collection's rule."""
+    return str(collection_module("k3s_rules", "plugin_utils").mask_secret_assignments(text))
 
 
 def secret_values(variables: Mapping[str, Any]) -> set[str]:

@@ -105,6 +105,13 @@ def test_every_host_is_checked_not_only_the_first() -> None:
         "key: value on each line, or -e '{\"name\": {...}}' as JSON)"]
 
 
+def test_a_secret_in_a_value_of_another_variable_is_masked() -> None:
+    hv = {"s1": {"k3s_agent_config": "token: hunter2-not-in-a-secret-variable"}, "a1": {}}
+    (problem,) = _problems(hv, ["s1"], ["a1"])
+    assert problem.startswith("s1: k3s_agent_config must be a mapping, not the string 'token: ********'")
+    assert "hunter2" not in problem
+
+
 def test_a_secret_that_differs_is_named_by_host_only() -> None:
     hv = {"s1": {"k3s_token": TOKEN}, "a1": {"k3s_token": TOKEN + "x"}}
     (problem,) = _problems(hv, ["s1"], ["a1"])
