@@ -379,16 +379,21 @@ def _secret_values(hosts):
     return sorted(found, key=len, reverse=True)
 
 
-# An assignment in quoted input (YAML `name: value`, INI or -e `name=value`).
-_ASSIGNMENT = re.compile(r"""(?P<key>[\w.-]+)(?P<sep>["']?\s*[:=]\s*)(?P<value>\S.*)""")
+# A key being assigned in quoted input (YAML `name: value`, INI or -e `name=value`).
+_KEY = re.compile(r"""(?P<key>[\w.-]+)["']?[ \t]*[:=][ \t]*(?=\S)""")
 
 
 def mask_secret_assignments(text):
-    """``text`` with the value of every assignment to a secret-named variable masked (a source line a
+    """``text`` with everything after a secret-named key, to the end of its line, masked (a source line a
     parser quotes, a string given where a mapping was expected), and any secure K3s token in it."""
-    masked = _ASSIGNMENT.sub(lambda m: m.group("key") + m.group("sep") + MASK if is_secret_name(m.group("key"))
-                             else m.group(0), text)
-    return mask_tokens_in_text(masked)
+    lines = []
+    for line in str(text).split("\n"):
+        for m in _KEY.finditer(line):
+            if is_secret_name(m.group("key")):
+                line = line[:m.end()] + MASK
+                break
+        lines.append(line)
+    return mask_tokens_in_text("\n".join(lines))
 
 
 def mask(message, secrets):

@@ -65,7 +65,19 @@ def test_a_parser_quoting_a_secret_line_is_masked(tmp_path: Path, capsys: pytest
     rc = cli.main(["inventory", "validate", "-i", str(bad)])
     err = capsys.readouterr().err
     assert rc == 1 and "cannot read inventory" in err
-    assert "k3s_token: ********" in err and "hunter2" not in err
+    assert "hunter2" not in err
+    if "k3s_token" in err:  # ansible-core 2.19 quotes the source lines; older releases do not
+        assert "k3s_token: ********" in err
+
+
+def test_secret_assignments_are_masked_in_quoted_source() -> None:
+    from pik3s.masking import mask_secret_assignments
+
+    quoted = ("3     s1:\n4       k3s_token: hunter2-do-not-print\n5      bad: 1\n"
+              "k3s_cluster:vars] db_password=hunter2 port=5432\n  \"ansible_become_pass\": \"hunter2\"")
+    masked = mask_secret_assignments(quoted)
+    assert "hunter2" not in masked
+    assert "4       k3s_token: ********" in masked and "5      bad: 1" in masked and "3     s1:" in masked
 
 
 def test_the_shipped_inventories_are_valid(capsys: pytest.CaptureFixture[str]) -> None:
