@@ -136,6 +136,21 @@ def test_timeout_must_be_positive(value: str, capsys: pytest.CaptureFixture[str]
     assert "--timeout" in capsys.readouterr().err
 
 
+def test_ask_vault_pass_needs_a_terminal(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    rc = cli.main(["inventory", "validate", "-i", str(ROOT / "inventories/sample/hosts.yml"), "--ask-vault-pass"])
+    assert rc == EXIT_USAGE
+    assert capsys.readouterr().err == ("pik3s: error: --ask-vault-pass needs a terminal: use --vault-password-file "
+                                       "FILE instead\n")
+
+
+def test_vault_options_reach_ansible_playbook(tmp_path: Path) -> None:
+    kw = runner.runner_kwargs(playbook=Path("p.yml"), inventory=Path("i"), private_dir=tmp_path, extravars_file=None,
+                              limit=None, verbosity=0, check=True, timeout=None,
+                              vault_args=["--vault-id", "prod@/etc/pik3s/vault pass", "--vault-password-file", "/v"])
+    assert kw["cmdline"] == "--check --vault-id 'prod@/etc/pik3s/vault pass' --vault-password-file /v"
+
+
 def test_limit_and_remove_are_checked_before_any_host(capsys: pytest.CaptureFixture[str]) -> None:
     inv = str(ROOT / "inventories/sample/hosts.yml")
     rc = cli.main(["deploy", "-i", inv, "--limit", "pi4-2,pi9-9", "-o", "json"])
