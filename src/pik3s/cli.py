@@ -219,7 +219,7 @@ def _views(args: argparse.Namespace, title: str, phases: list[str], hosts: list[
         return JsonLines()
     progress = Progress(phases, list(hosts))
     if sys.stderr.isatty() and not args.verbose:  # -v: Ansible's own lines scroll, no redrawn screen
-        return TtyView(progress, title)
+        return TtyView(progress, title)  # sized to the terminal
     return LineView(progress, verbose=args.verbose > 0)
 
 

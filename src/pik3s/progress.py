@@ -2,13 +2,17 @@
 
 ``Progress`` is the state (phase of the playbook, each host's phase, current
 task and counts); it knows nothing of terminals. ``TtyView`` redraws one line
-per host with a bar of the playbook's phases; ``LineView`` prints plain lines
-(play starts, changes, failures) for logs; ``summary`` is the table at the
-end. ``--output json`` uses none of them.
+per host with a bar of the playbook's phases, or, when the hosts do not fit
+the terminal, a bar per phase, the hosts still working grouped by task with
+their names compressed (``pi-001..pi-012``), and each failure as it happens;
+``LineView`` prints plain lines (play starts, changes, failures) for logs;
+``summary`` is the table at the end. ``--output json`` uses none of them.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 import sys
 import threading
 import time
@@ -28,6 +32,7 @@ class HostLine:
     changed: int = 0
     failed: int = 0
     state: str = "waiting"      # waiting | running | failed | unreachable
+    seen: set[int] = field(default_factory=set)  # the phases the host took part in
 
 
 @dataclass
@@ -63,6 +68,7 @@ class Progress:
         if line.state in ("failed", "unreachable"):
             return
         line.phase, line.task = ev.phase, ev.task
+        line.seen.add(ev.phase)
         if ev.kind == "start":
             line.state = "running"
         elif ev.kind in ("ok", "skipped"):
@@ -80,6 +86,40 @@ class Progress:
 
     def elapsed(self) -> str:
         return _clock(time.monotonic() - self.started)
+
+    def phase_counts(self, phase: int) -> tuple[int, int, int]:
+        """Hosts of ``phase``: (done with it, still in it, failed in it)."""
+        done = working = failed = 0
+        for h in self.hosts.values():
+            if phase not in h.seen:
+                continue
+            if h.state in ("failed", "unreachable") and h.phase == phase:
+                failed += 1
+            elif h.phase > phase or self.phase > phase:
+                done += 1
+            else:
+                working += 1
+        return done, working, failed
+
+
+def compress(names: Sequence[str]) -> str:
+    """Host names, runs of numbered names shortened: pi-001, pi-002, pi-003, srv -> pi-001..pi-003, srv."""
+    parsed = []
+    for name in names:
+        m = re.fullmatch(r"(.*?)(\d+)", name)
+        parsed.append((m.group(1), len(m.group(2)), int(m.group(2)), name) if m else (name, 0, -1, name))
+    parsed.sort()
+    out: list[str] = []
+    i = 0
+    while i < len(parsed):
+        j = i
+        while (j + 1 < len(parsed) and parsed[j + 1][:2] == parsed[i][:2] and parsed[i][2] >= 0
+               and parsed[j + 1][2] == parsed[j][2] + 1):
+            j += 1
+        out.append(parsed[i][3] if j == i else f"{parsed[i][3]}..{parsed[j][3]}" if j > i + 1
+                   else f"{parsed[i][3]}, {parsed[j][3]}")
+        i = j + 1
+    return ", ".join(out)
 
 
 def _clock(seconds: float) -> str:
@@ -123,10 +163,15 @@ class LineView:
 
 class TtyView:
     """Redrawn in place: a header with the playbook's phase, then one line per host with a bar of
-    the phases it has reached and its current task."""
+    the phases it has reached and its current task. When the hosts do not fit the terminal's
+    height: a bar per phase (hosts done of those in it), the hosts still working grouped by
+    task, their names compressed, and the failures, so that it fits on a 24-line terminal."""
 
-    def __init__(self, progress: Progress, title: str, stream: TextIO | None = None, width: int = 100) -> None:
-        self.p, self.title, self.out, self.width = progress, title, stream or sys.stderr, width
+    def __init__(self, progress: Progress, title: str, stream: TextIO | None = None, width: int | None = None,
+                 height: int | None = None) -> None:
+        size = shutil.get_terminal_size((100, 24))
+        self.p, self.title, self.out = progress, title, stream or sys.stderr
+        self.width, self.height = width or size.columns, height or size.lines
         self._drawn = 0
         self._lock = threading.Lock()
         self._last = 0.0
@@ -136,6 +181,8 @@ class TtyView:
         head = (f"pik3s {self.title} · {p.elapsed()} · phase {p.phase}/{p.total} "
                 f"{bar(p.phase, p.total)} {p.play}")
         out = [_fit(head, self.width)]
+        if len(p.order) + 2 > self.height:  # one line per host would scroll: the compressed view
+            return out + self._compressed(self.height - 2)
         name_w = max([len(h) for h in p.order] + [4])
         for name in p.order:
             h = p.hosts[name]
@@ -144,6 +191,37 @@ class TtyView:
             line = f"  {name:<{name_w}} {bar(h.phase, p.total)} {h.phase}/{p.total} {counts:<22} {mark}{h.task}"
             out.append(_fit(line, self.width))
         return out
+
+    def _compressed(self, room: int) -> list[str]:
+        p = self.p
+        phases = []
+        for i, name in enumerate(p.phases, start=1):
+            done, busy, failed = p.phase_counts(i)
+            total = done + busy + failed
+            if not total:
+                counts = "-" if i >= p.phase else "no host"
+            else:
+                counts = f"{done}/{total} done" + (f", {busy} working" if busy else "") + (
+                    f", {failed} FAILED" if failed else "")
+            phases.append(_fit(f"  {i}/{p.total} {bar(done, total or 1, 10)} {counts:<32} {name}", self.width))
+        failures = [_fit(f"  {h.state.upper()} {n}: {h.task}", self.width)
+                    for n, h in p.hosts.items() if h.state in ("failed", "unreachable")]
+        by_task: dict[str, list[str]] = {}
+        for n, h in p.hosts.items():
+            if h.state == "running" and h.phase == p.phase:
+                by_task.setdefault(h.task, []).append(n)
+        working = [_fit(f"  working ({len(names)}) {task}: {compress(names)}", self.width)
+                   for task, names in sorted(by_task.items(), key=lambda kv: -len(kv[1]))]
+        # Failures first to go in, then the phases, then as many working lines as fit.
+        failures_shown = failures[: max(room - len(phases) - 1, 3)]
+        if len(failures) > len(failures_shown):
+            failures_shown[-1] = _fit(f"  ... {len(failures) - len(failures_shown) + 1} more failed "
+                                      "(listed when the run ends)", self.width)
+        space = room - len(phases) - len(failures_shown)
+        if len(working) > space > 0:
+            working = [*working[: space - 1], f"  ... {len(working) - space + 1} more tasks in progress"]
+        lines = phases + working[: max(space, 0)] + failures_shown
+        return lines[:room]
 
     def feed(self, ev: Event) -> None:
         with self._lock:

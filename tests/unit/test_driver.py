@@ -20,7 +20,7 @@ from pik3s import api, cli, runner
 from pik3s import inventory as inventory_mod
 from pik3s.errors import Pik3sError, UsageError
 from pik3s.masking import MASK, Masker, secret_values
-from pik3s.progress import LineView, Progress, TtyView, summary
+from pik3s.progress import LineView, Progress, TtyView, compress, summary
 from pik3s.results import (
     EXIT_CANCELLED,
     EXIT_ERROR,
@@ -420,6 +420,46 @@ def test_tty_view_draws_a_bar_per_host_and_redraws_in_place() -> None:
                                 "binary"]
     assert "░" * 12 in lines[2] and "0/4" in lines[2]
     assert "\x1b[3F" in out.getvalue()  # moved back up over the 3 lines drawn before
+
+
+@pytest.mark.parametrize(("names", "expected"), [
+    (["pi-003", "pi-001", "pi-002", "srv"], "pi-001..pi-003, srv"),
+    (["pi-1", "pi-2", "pi-4"], "pi-1, pi-2, pi-4"),
+    (["a1", "a2", "a3", "b7", "a01"], "a1..a3, a01, b7"),
+    ([], ""),
+])
+def test_host_names_are_compressed(names: list[str], expected: str) -> None:
+    assert compress(names) == expected
+
+
+def test_tty_view_of_50_hosts_fits_a_24_line_terminal() -> None:
+    phases = ["Check", "Release", "Prepare", "First server", "Other servers", "Agents", "Report"]
+    hosts = ["srv-1", "srv-2", "srv-3"] + [f"pi-{i:03d}" for i in range(1, 48)]
+    out = io.StringIO()
+    view = TtyView(Progress(phases, hosts), "deploy K3s", out, width=100, height=24)
+    evs: list[tuple[str, int, str, str]] = [("play", 1, "", "")]
+    evs += [("ok", 1, "Check the inventory", h) for h in hosts]
+    evs += [("play", 3, "", "")] + [("ok", 3, "Write the files", h) for h in hosts]
+    evs += [("play", 6, "", "")]
+    evs += [("start", 6, "Write the files", h) for h in hosts[3:40]]
+    evs += [("ok", 6, "Start K3s", h) for h in hosts[40:]]
+    evs += [("start", 6, "Start K3s", h) for h in hosts[40:]]
+    evs += [("unreachable", 6, "Write the files", "pi-013"), ("failed", 6, "Start K3s", "pi-045")]
+    for ev in _events(*evs):
+        view.feed(ev)
+    lines = view.lines()
+    assert len(lines) <= 23 and all(len(line) <= 100 for line in lines)
+    assert "phase 6/7" in lines[0]
+    text = "\n".join(lines)
+    assert "  1/7 ██████████ 50/50 done" in text and " Check" in lines[1]
+    assert "  3/7 ██████████ 50/50 done" in text
+    assert "  6/7 ░░░░░░░░░░ 0/47 done, 45 working, 2 FAILED" in lines[6]  # the servers are not in it
+    assert "  working (36) Write the files: pi-001..pi-012, pi-014..pi-037" in text
+    assert "  working (9) Start K3s: pi-038..pi-044, pi-046, pi-047" in text  # pi-045 failed: not working
+    assert "  UNREACHABLE pi-013: Write the files" in text and "  FAILED pi-045: Start K3s" in text
+    # A few hosts keep one line each.
+    small = TtyView(Progress(phases, hosts[:5]), "deploy K3s", io.StringIO(), width=100, height=24)
+    assert len(small.lines()) == 6
 
 
 def test_summary_of_a_check_and_a_failure() -> None:
