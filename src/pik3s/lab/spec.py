@@ -9,6 +9,9 @@ A spec is YAML::
         model: rpi4            # rpi4 | rpi3 | generic (plain Debian, no Pi files)
         memory: 2g             # container memory limit (Docker syntax)
         groups: [server]       # optional inventory groups (server, agent)
+      - name: pi               # count: N makes N hosts of this entry, named
+        count: 50              # pi-01 .. pi-50 (numbers padded to N's width)
+        memory: 384m
     airgap: false              # optional: true = no mirror container and a Docker
                                # network without outside routes; the release tree
                                # stays on the controller (pik3s_lab_airgap_dir)
@@ -20,6 +23,7 @@ A spec is YAML::
 
 from __future__ import annotations
 
+import collections
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,6 +41,9 @@ NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 MEMORY_RE = re.compile(r"^[0-9]+[kmg]$")
 # Names the lab gives its own containers (pik3s-<lab>-mirror, pik3s-<lab>-lb): no host may take them.
 RESERVED_NAMES = ("mirror", "lb")
+# A lab network is a /24: the first addresses go to the gateway, mirror and load balancer.
+MAX_HOSTS = 244
+MAX_COUNT = MAX_HOSTS
 # Below this a host cannot run systemd, sshd and K3s (a Pi 3 has 1 GiB).
 MIN_MEMORY = 256 * 1024**2
 _UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
@@ -103,9 +110,12 @@ def parse_spec(data: Any, where: str = "") -> LabSpec:
         at = f"hosts[{i}]"
         if not isinstance(h, dict):
             raise _fail(where, f"{at} must be a mapping")
-        unknown = set(h) - {"name", "arch", "model", "memory", "groups"}
+        unknown = set(h) - {"name", "arch", "model", "memory", "groups", "count"}
         if unknown:
             raise _fail(where, f"{at}: unknown key(s) {', '.join(sorted(unknown))}")
+        count = h.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+            raise _fail(where, f"{at}: count {count!r} must be a whole number from 1 to {MAX_COUNT}")
         hname = h.get("name")
         if not isinstance(hname, str) or not NAME_RE.fullmatch(hname):
             raise _fail(where, f"{at}: name {hname!r} must be a lowercase hostname (letters, digits, '-')")
@@ -127,9 +137,19 @@ def parse_spec(data: Any, where: str = "") -> LabSpec:
         groups = h.get("groups", [])
         if not isinstance(groups, list) or any(g not in GROUPS for g in groups):
             raise _fail(where, f"host {hname}: groups must be a list of {', '.join(GROUPS)}")
-        hosts.append(HostSpec(hname, arch, model, memory, tuple(groups)))
+        if "count" in h:  # name-01 .. name-NN
+            width = len(str(count))
+            names = [f"{hname}-{i:0{width}d}" for i in range(1, count + 1)]
+            too_long = [n for n in names if not NAME_RE.fullmatch(n)]
+            if too_long:
+                raise _fail(where, f"{at}: {too_long[0]!r} is too long for a hostname (32 characters at most)")
+        else:
+            names = [hname]
+        hosts += [HostSpec(n, arch, model, memory, tuple(groups)) for n in names]
+    if len(hosts) > MAX_HOSTS:
+        raise _fail(where, f"{len(hosts)} hosts: a lab network (a /24) holds {MAX_HOSTS} at most")
     names = [h.name for h in hosts]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted({n for n, c in collections.Counter(names).items() if c > 1})
     if dupes:
         raise _fail(where, f"duplicate host name(s) {', '.join(dupes)}")
     airgap = data.get("airgap", False)

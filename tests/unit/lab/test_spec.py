@@ -51,6 +51,13 @@ def _with(**host: Any) -> dict[str, Any]:
     (_with(memory="0m"), "host a: memory 0m is too little for systemd, sshd and K3s: give it 256m or more"),
     (_with(memory="64m"), "host a: memory 64m is too little"),
     (_with(memory="1g\n"), "host a: memory '1g\\n' must look like 512m or 2g"),
+    (_with(count=0), "hosts[0]: count 0 must be a whole number from 1 to 244"),
+    (_with(count="5"), "hosts[0]: count '5' must be a whole number from 1 to 244"),
+    (_with(count=True), "hosts[0]: count True must be a whole number from 1 to 244"),
+    (_with(name="a" * 30, count=10), "hosts[0]: '" + "a" * 30 + "-01' is too long for a hostname"),
+    ({"name": "t", "hosts": [{"name": "a", "count": 200, "memory": "256m"}, {"name": "b", "count": 45}]},
+     "245 hosts: a lab network (a /24) holds 244 at most"),
+    ({"name": "t", "hosts": [{"name": "a", "count": 2}, {"name": "a-1"}]}, "duplicate host name(s) a-1"),
     (_with(name="a\n"), "hosts[0]: name 'a\\n' must be a lowercase hostname"),
 ])
 def test_bad_specs_are_rejected_with_the_reason(data: Any, message: str) -> None:
@@ -67,6 +74,18 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
     bad.write_text("name: [unclosed\n")
     with pytest.raises(Pik3sError, match="is not valid YAML"):
         spec.load_spec(bad)
+
+
+def test_a_count_makes_numbered_hosts() -> None:
+    lab = spec.parse_spec({"name": "fifty", "hosts": [
+        {"name": "srv", "groups": ["server"], "memory": "1g"},
+        {"name": "pi", "count": 50, "memory": "384m", "groups": ["agent"]}]})
+    assert len(lab.hosts) == 51
+    assert [h.name for h in lab.hosts[:3]] == ["srv", "pi-01", "pi-02"] and lab.hosts[-1].name == "pi-50"
+    assert all(h.memory == "384m" and h.groups == ("agent",) for h in lab.hosts[1:])
+    assert spec.fit_problem(lab, 24 * 1024**3) == ""
+    nine = spec.parse_spec({"name": "t", "hosts": [{"name": "n", "count": 9}]})
+    assert [h.name for h in nine.hosts][::8] == ["n-1", "n-9"]
 
 
 def test_a_yaml_error_never_quotes_a_secret(tmp_path: Path) -> None:
