@@ -17,11 +17,16 @@ from pik3s.lab import spec as speclib
 
 
 def _memory_mb(container: str) -> float:
-    """A container's memory use as Docker counts it (cgroup memory without the page cache), in MB."""
+    """A container's memory use as Docker counts it (its cgroup, without the page cache), in MB; the
+    resident memory of its processes when Docker has no figure for it."""
     out = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container],
-                         capture_output=True, text=True, check=True).stdout.split("/")[0].strip()
-    number, unit = float(out[:-3]), out[-3:]
-    return number * {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}[unit]
+                         capture_output=True, text=True, check=False).stdout.split("/")[0].strip()
+    units = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}
+    if out[-3:] in units and out[:-3].replace(".", "", 1).isdigit() and float(out[:-3]) > 0:
+        return float(out[:-3]) * units[out[-3:]]
+    rows = subprocess.run(["docker", "top", container, "-o", "pid,rss"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()[1:]
+    return sum(int(row.split()[1]) for row in rows if len(row.split()) == 2) / 1024
 
 
 def one(hosts: int, memory: str, settle: float) -> dict[str, object]:

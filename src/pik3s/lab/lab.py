@@ -28,7 +28,7 @@ import yaml
 
 from pik3s.errors import Pik3sError
 from pik3s.lab import binfmt, docker, image, mirror, releases
-from pik3s.lab.spec import HostSpec, LabSpec, fit_problem
+from pik3s.lab.spec import HostSpec, LabSpec, fit_problem, inotify_problem
 
 LABEL = "pik3s.lab"
 MIRROR_PORT = 8080
@@ -284,7 +284,7 @@ def up(spec: LabSpec, state_dir: Path | None = None, progress: Progress = _quiet
     """Start the lab described by ``spec``; idempotent for a lab that is up."""
     state = state_dir or default_state_dir(spec.name)
     existing = LabRecord.load(state)
-    problem = fit_problem(spec) if existing is None else ""
+    problem = (fit_problem(spec) or inotify_problem(spec)) if existing is None else ""
     if problem:  # before anything is created
         raise Pik3sError(problem)
     docker.ensure_engine()

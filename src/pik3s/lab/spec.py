@@ -24,6 +24,7 @@ A spec is YAML::
 from __future__ import annotations
 
 import collections
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -167,6 +168,32 @@ def parse_spec(data: Any, where: str = "") -> LabSpec:
     if api_lb and not any("server" in h.groups for h in hosts):
         raise _fail(where, "api_lb needs hosts in the server group to balance")
     return LabSpec(name, tuple(hosts), airgap, dict(extra), api_lb)
+
+
+# systemd in a lab host holds about 7 inotify instances (measured: 28 for 4 hosts); a little headroom.
+INOTIFY_PER_HOST = 8
+INOTIFY_SYSCTL = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def inotify_problem(spec: LabSpec, limit: int | None = None, in_use: int | None = None) -> str:
+    """Why this machine's inotify limit cannot take ``spec``'s hosts ('' when it can): past it, a host's
+    systemd hangs while booting."""
+    limit = int(INOTIFY_SYSCTL.read_text()) if limit is None else limit
+    if in_use is None:
+        in_use = sum(1 for fd in Path("/proc").glob("[0-9]*/fd/*") if _is_inotify(fd))
+    wanted = in_use + INOTIFY_PER_HOST * len(spec.hosts)
+    if wanted <= limit:
+        return ""
+    return (f"lab spec {spec.name}: {len(spec.hosts)} hosts need about {INOTIFY_PER_HOST * len(spec.hosts)} inotify "
+            f"instances (systemd in each holds ~{INOTIFY_PER_HOST - 1}) and this machine allows {limit}, "
+            f"{in_use} in use: raise it (sysctl -w fs.inotify.max_user_instances=8192; scripts/setup-host does)")
+
+
+def _is_inotify(fd: Path) -> bool:
+    try:
+        return os.readlink(fd) == "anon_inode:inotify"
+    except OSError:
+        return False
 
 
 def fit_problem(spec: LabSpec, available: int | None = None) -> str:

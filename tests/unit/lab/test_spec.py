@@ -113,6 +113,16 @@ def test_what_does_not_fit_the_machine_is_refused_before_anything_is_created(
         lablib.up(big, Path("/nonexistent/pik3s-state"))
 
 
+def test_what_the_inotify_limit_cannot_take_is_refused() -> None:
+    fifty = spec.parse_spec({"name": "fifty", "hosts": [{"name": "pi", "count": 50, "memory": "256m"}]})
+    assert spec.inotify_problem(fifty, limit=128, in_use=10) == (
+        "lab spec fifty: 50 hosts need about 400 inotify instances (systemd in each holds ~7) and this machine "
+        "allows 128, 10 in use: raise it (sysctl -w fs.inotify.max_user_instances=8192; scripts/setup-host does)")
+    assert spec.inotify_problem(fifty, limit=8192, in_use=10) == ""
+    # This machine's own limit and use are read (/proc): a one-host lab fits any machine set up for the lab.
+    assert spec.inotify_problem(spec.parse_spec(GOOD)) == ""
+
+
 def test_airgap_and_vars() -> None:
     lab = spec.parse_spec({**GOOD, "airgap": True, "vars": {"k3s_version": "v1.31.4+k3s1"}})
     assert lab.airgap is True and lab.vars == {"k3s_version": "v1.31.4+k3s1"}
