@@ -27,8 +27,9 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def context(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ctx = tmp_path_factory.mktemp("ee") / "context"
+    env = {**os.environ, "PIK3S_BIN": str(BIN), "PATH": f"{BIN}:{os.environ['PATH']}"}  # this venv's tools
     proc = subprocess.run([str(ROOT / "scripts/ee-context"), str(ctx)], capture_output=True, text=True,
-                          timeout=300, check=False, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
+                          timeout=300, check=False, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return ctx
 
