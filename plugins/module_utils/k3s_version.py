@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 
 _RELEASE = re.compile(r"v(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)\+k3s(?P<rev>\d+)")
-_RELEASE_IN_TEXT = re.compile(r"v\d+\.\d+\.\d+\+k3s\d+")
 
 
 def is_release(value):
@@ -19,7 +18,7 @@ def is_release(value):
 
 def release_in_text(text):
     """The first release name in a text (such as ``k3s --version`` output); '' when there is none."""
-    match = _RELEASE_IN_TEXT.search(text) if isinstance(text, str) else None
+    match = _RELEASE.search(text) if isinstance(text, str) else None
     return match.group(0) if match else ""
 
 

@@ -37,6 +37,7 @@ from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_token import (
     parse_token,
 )
 from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_version import parse_version
+from ansible_collections.pik3s.cluster.plugins.plugin_utils.k3s_release import IMAGES_NAME
 
 COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPEC_ROLES = ("_common", "prepare", "k3s_server", "k3s_agent")
@@ -158,10 +159,6 @@ def is_secret_name(name):
     return bool(spec and spec["no_log"]) or SECRET_NAME_RE.search(str(name)) is not None
 
 
-def _is_secret(name):
-    return is_secret_name(name)
-
-
 def type_problem(name, value):
     """Why ``value`` is not of the type the argument specs give ``name``; '' when it is. Values of
     ``-e k=v`` arrive as strings: integer and boolean variables take them as Ansible does
@@ -170,7 +167,7 @@ def type_problem(name, value):
     if spec is None:
         return ""
     kind = spec["type"]
-    secret = _is_secret(name)
+    secret = is_secret_name(name)
     shown = "a value of another type" if secret else _describe(value)
     hint = ""
     if kind == "str":
@@ -226,11 +223,9 @@ def _value_problems(name, value):
 
 def batch_problems(name, value):
     """A play's batch size (serial): a positive integer or a percentage from 1% to 100%."""
-    text = str(value).strip() if not isinstance(value, bool) else ""
-    if isinstance(value, int) and not isinstance(value, bool):
-        text = str(value)
-    m = re.fullmatch(r"([0-9]+)(%?)", text) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
-    if m is None or int(m.group(1)) < 1 or (m.group(2) and int(m.group(1)) > 100) or text != str(value):
+    text = str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    m = re.fullmatch(r"([0-9]+)(%?)", text)
+    if m is None or int(m.group(1)) < 1 or (m.group(2) and int(m.group(1)) > 100):
         shown = repr(value) if isinstance(value, str) else _describe(value)
         return [f"{name} is {shown}: a batch is a whole number of hosts (1 or more) or a percentage "
                 "from 1% to 100%"]
@@ -260,8 +255,9 @@ def _ip(value):
         return None
 
 
-def address_problems(name, value, allow_name=True):
-    """An address pik3s connects to or gives K3s: IPv4, or (``allow_name``) a DNS name; never IPv6."""
+def address_problems(name, value, allow_name=True, what=None):
+    """An address pik3s connects to or gives K3s: IPv4, or (``allow_name``) a DNS name; never IPv6.
+    ``what`` says what it must be, in the message about a value that is neither."""
     if value != value.strip():
         return [f"{name} {_q(value)} has leading or trailing whitespace: remove it"]
     if value == "":
@@ -270,7 +266,7 @@ def address_problems(name, value, allow_name=True):
     if ip is not None and ip.version == 6:
         return [f"{name} {value}: {IPV6_REASON}"]
     if ip is None and (not allow_name or not DNS_NAME_RE.fullmatch(value)):
-        what = "an IPv4 address" if not allow_name else "an IPv4 address or a DNS name"
+        what = what or ("an IPv4 address or a DNS name" if allow_name else "an IPv4 address")
         return [f"{name} '{mask_secret_assignments(value)}' is not {what}"]
     return []
 
@@ -286,18 +282,6 @@ def token_problems(token):
         return [f"k3s_token: too short to be secret ({part} has {len(parts['password'])} characters, "
                 f"{MIN_TOKEN_LENGTH} at least): anyone who can reach port 6443 could guess it and join a node; "
                 "use a long random one (openssl rand -hex 16), or leave k3s_token empty to have one generated"]
-    return []
-
-
-def endpoint_problems(endpoint):
-    if endpoint != endpoint.strip():
-        return [f"k3s_api_endpoint {_q(endpoint)} has leading or trailing whitespace: remove it"]
-    ip = _ip(endpoint.strip("[]"))
-    if ip is not None and ip.version == 6:
-        return [f"k3s_api_endpoint {endpoint}: {IPV6_REASON}"]
-    if ip is None and not DNS_NAME_RE.fullmatch(endpoint):
-        return [f"k3s_api_endpoint '{mask_secret_assignments(endpoint)}' is not an IP address or DNS name "
-                "(no scheme, no port: set k3s_api_port)"]
     return []
 
 
@@ -334,7 +318,7 @@ def _airgap_problems(airgap_dir, version, archs):
             by_asset.setdefault(ARCHITECTURES[arch]["asset"], arch)
     for _asset, arch in sorted(by_asset.items()):
         facts = ARCHITECTURES[arch]
-        wanted = (facts["asset"], facts["checksum_file"], f"k3s-airgap-images-{facts['image_arch']}.tar.gz")
+        wanted = (facts["asset"], facts["checksum_file"], IMAGES_NAME % facts["image_arch"])
         missing = [f for f in wanted if not os.path.isfile(os.path.join(airgap_dir, f))]
         if missing:
             p.append(f"k3s_airgap_dir {airgap_dir} lacks {', '.join(missing)} for the {arch} hosts: add them "
@@ -370,7 +354,7 @@ def _secret_values(hosts):
     found = set()
     for host in hosts.values():
         for name, value in (host.get("vars") or {}).items():
-            if _is_secret(name) and isinstance(value, str) and value:
+            if is_secret_name(name) and isinstance(value, str) and value:
                 found.add(value)
                 try:
                     found.add(parse_token(value)["password"])
@@ -411,6 +395,12 @@ def inventory_problems(description):
     return [mask(problem, secrets) for problem in _problems(description)]
 
 
+def _per_host(by_message, cluster):
+    """Problems found on some hosts: once, plainly, when every host has it, else naming the hosts."""
+    return [message if len(where) == len(cluster) else f"{', '.join(where)}: {message}"
+            for message, where in by_message.items()]
+
+
 def _problems(description):
     p = []
     server_group = description.get("server_group") or "server"
@@ -448,8 +438,7 @@ def _problems(description):
             else:
                 good[name] = value
         typed[h] = good
-    for message, where in by_message.items():
-        p.append(message if len(where) == len(cluster) else f"{', '.join(where)}: {message}")
+    p.extend(_per_host(by_message, cluster))
 
     def value(h, name):
         if name in typed.get(h, {}):
@@ -461,7 +450,7 @@ def _problems(description):
     for name in CLUSTER_WIDE:
         values = {h: value(h, name) for h in cluster}
         if len({repr(v) for v in values.values()}) > 1:
-            p.append(f"{name} differs between hosts ({_members_text(cluster, values, _is_secret(name))}): it is "
+            p.append(f"{name} differs between hosts ({_members_text(cluster, values, is_secret_name(name))}): it is "
                      "one setting for the whole cluster; set it once, in group_vars of k3s_cluster (or all)")
     first = cluster[0] if cluster else None
     cvars = {name: value(first, name) for name in CLUSTER_WIDE} if first else {}
@@ -474,8 +463,7 @@ def _problems(description):
                 continue  # one value: checked once below
             for problem in _value_problems(name, val):
                 by_message.setdefault(problem, []).append(h)
-    for message, where in by_message.items():
-        p.append(message if len(where) == len(cluster) else f"{', '.join(where)}: {message}")
+    p.extend(_per_host(by_message, cluster))
 
     # Names and addresses: valid, and unique (node names after K3s lower-cases them, addresses after
     # normalisation).
@@ -519,7 +507,8 @@ def _problems(description):
         if cvars.get("k3s_token"):
             p.extend(token_problems(cvars["k3s_token"]))
         if cvars.get("k3s_api_endpoint"):
-            p.extend(endpoint_problems(cvars["k3s_api_endpoint"]))
+            p.extend(address_problems("k3s_api_endpoint", cvars["k3s_api_endpoint"],
+                                      what="an IP address or DNS name (no scheme, no port: set k3s_api_port)"))
         p.extend(_airgap_problems(cvars.get("k3s_airgap_dir") or "", version,
                                   [(hosts.get(h) or {}).get("arch") for h in cluster]))
         # What K3s compares when a server joins.
