@@ -277,16 +277,18 @@ def describe(data: dict[str, Any], extravars: dict[str, Any] | None = None) -> t
 def validate(inventory: str, vault: Vault | None = None) -> Validation:
     """Apply the preflight rules to ``inventory`` without contacting any host."""
     vault = vault or Vault()
-    return validate_data(read_inventory(inventory, vault), vault=vault)
+    data, vault_problems = vault.decrypt(read_inventory(inventory, vault))
+    return validate_data(data, vault_problems=vault_problems)
 
 
 def validate_data(data: dict[str, Any], extravars: dict[str, Any] | None = None,
-                  vault: Vault | None = None) -> Validation:
-    """Apply the preflight rules to an ``ansible-inventory --list`` result (and extra variables),
-    its vault-encrypted values decrypted with ``vault``."""
-    data, vault_problems = (vault or Vault()).decrypt(data)
+                  vault_problems: list[str] | None = None) -> Validation:
+    """Apply the preflight rules to an ``ansible-inventory --list`` result whose vault values are
+    decrypted (``Vault.decrypt``, which also says what it could not decrypt: ``vault_problems``), and
+    the run's extra variables."""
     description, unchecked = describe(data, extravars)
-    problems = vault_problems + list(collection_module("k3s_rules", "plugin_utils").inventory_problems(description))
+    problems = [*(vault_problems or []),
+                *collection_module("k3s_rules", "plugin_utils").inventory_problems(description)]
     return Validation(problems, unchecked, list(description["cluster"]), description)
 
 

@@ -381,8 +381,7 @@ def prepare(operation: str, inventory: str | Path | dict[str, Any], *, extravars
     masker = Masker(secret_values(data) | secret_values(extravars))
     if isinstance(limit, list):
         limit = ",".join(limit)
-    checked = inventory_mod.validate_data(data, extravars)
-    checked.problems[:0] = vault_problems
+    checked = inventory_mod.validate_data(data, extravars, vault_problems)
     missing = [h for h in require_hosts or [] if h not in checked.hosts]
     if missing:
         raise Pik3sError(f"not in the inventory's k3s_cluster group: {', '.join(missing)} "
