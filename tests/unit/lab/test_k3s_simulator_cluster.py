@@ -173,7 +173,8 @@ def test_cordon_uncordon_drain_delete(make_node: MakeNode) -> None:
     assert "node/a1 drained" in out
     assert s1.nodes()["a1"]["spec"]["unschedulable"] is True
     missing = s1.kubectl("get", "node", "nope")
-    assert missing.returncode == 1 and 'nodes \\"nope\\" not found' in missing.stderr
+    assert missing.returncode == 1
+    assert missing.stderr == 'Error from server (NotFound): nodes "nope" not found\n'  # kubectl's own line
 
 
 def test_joining_server_with_different_critical_config_fails(make_node: MakeNode) -> None:
@@ -268,3 +269,36 @@ def test_restored_cluster_refuses_stale_peer_until_wiped(make_node: MakeNode) ->
     shutil.rmtree(s2.data_dir / "server/db")
     s2.start("--server", s1.url, "--token", s1.token, "--disable", "traefik").wait_up()
     s1.wait_nodes({"s1": True, "s2": True, "s3": False}, timeout=15)
+
+
+def test_kubectl_forms_deployers_use_against_a_running_cluster(make_node: MakeNode) -> None:
+    """The forms another deployer's HA check failed on, end to end (expected values from kubectl's docs)."""
+    s1 = _server(make_node)
+    make_node("a1", "agent").start("--server", s1.url, "--token", s1.token, "--node-label", "tier=edge").wait_up()
+    s1.wait_nodes({"s1": True, "a1": True})
+    # -o=jsonpath= (the = form) is jsonpath, and nothing is added after the result.
+    res = s1.kubectl("get", "nodes", "-o=jsonpath={.items[*].metadata.name}")
+    assert (res.returncode, res.stdout) == (0, "a1 s1")
+    ready = ('{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}')
+    assert s1.kubectl("get", "nodes", "-o", f"jsonpath={ready}").stdout == "a1=True\ns1=True\n"
+    # -l selects; a selector nothing matches prints "No resources found" on stderr and succeeds.
+    assert s1.kubectl("get", "nodes", "-l", "node-role.kubernetes.io/control-plane", "-o", "name").stdout == "node/s1\n"
+    assert s1.kubectl("get", "nodes", "--selector=tier=edge", "-o", "name").stdout == "node/a1\n"
+    none = s1.kubectl("get", "nodes", "-l", "tier=core")
+    assert (none.returncode, none.stdout, none.stderr) == (0, "", "No resources found\n")
+    # --show-labels adds a LABELS column.
+    header, *rows = s1.kubectl("get", "nodes", "--show-labels").stdout.splitlines()
+    assert header.split()[-1] == "LABELS"
+    assert "tier=edge" in rows[0].split()[-1] and "kubernetes.io/hostname=a1" in rows[0].split()[-1]
+    # A missing name among several: the others print, the error goes to stderr, exit 1.
+    res = s1.kubectl("get", "nodes", "s1", "nope", "a1", "-o", "name")
+    assert (res.returncode, res.stdout) == (1, "node/s1\nnode/a1\n")
+    assert res.stderr == 'Error from server (NotFound): nodes "nope" not found\n'
+    # Unknown flags and resource types fail as kubectl fails.
+    res = s1.kubectl("get", "nodes", "--sort-by=.metadata.name")
+    assert (res.returncode, res.stdout) == (1, "")
+    assert res.stderr == "error: unknown flag: --sort-by\nSee 'kubectl get --help' for usage.\n"
+    res = s1.kubectl("get", "pods", "-A")
+    assert res.returncode == 1 and res.stderr.startswith('error: the server doesn\'t have a resource type "pods"')
+    assert s1.kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=10s").stdout == (
+        "node/a1 condition met\nnode/s1 condition met\n")
