@@ -125,7 +125,7 @@ os:
   type: dict
   sample: {distribution: Debian, version: "12", codename: bookworm, id: debian, raspios: true}
 pi_model:
-  description: The Raspberry Pi model (C(/proc/device-tree/model) or the C(Model) line of C(/proc/cpuinfo)), or empty.
+  description: The Raspberry Pi model (the device tree's C(model), or the C(Model) line of C(/proc/cpuinfo)), or empty.
   returned: always
   type: str
   sample: Raspberry Pi 4 Model B Rev 1.4
@@ -272,7 +272,12 @@ class Host:
                 "raspios": os.path.exists(self.path("/etc/rpi-issue"))}
 
     def pi_model(self):
-        model = (self.read("/proc/device-tree/model") or b"").replace(b"\0", b"").decode("utf-8", "replace").strip()
+        model = ""
+        # The device tree's model, where the kernel shows it (/proc/device-tree links there on a Pi).
+        for path in ("/sys/firmware/devicetree/base/model", "/proc/device-tree/model"):
+            model = (self.read(path) or b"").replace(b"\0", b"").decode("utf-8", "replace").strip()
+            if model:
+                break
         if not model:
             for line in (self.text("/proc/cpuinfo") or "").splitlines():
                 key, sep, value = line.partition(":")

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,3 +34,31 @@ def running_lab(tmp_path_factory: pytest.TempPathFactory, prefix: str,
     finally:
         removed = lablib.down(spec.name, state)
         assert f"network pik3s-{spec.name}" in removed
+
+
+# The conformance suite runs modules of community.general and ansible.posix,
+# which no PyPI package ships alone and Galaxy is out of reach: they are taken
+# from the `ansible` community package's wheel (from PyPI), cached.
+CONFORMANCE_ANSIBLE = "12.3.0"  # community.general 11.4.2, ansible.posix 2.1.0
+CONFORMANCE_COLLECTIONS = ("community/general", "ansible/posix")
+
+
+def conformance_collections() -> Path:
+    """A collections path holding community.general and ansible.posix (downloaded once)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pik3s" / "conformance"
+    root = cache / f"ansible-{CONFORMANCE_ANSIBLE}"
+    if all((root / "ansible_collections" / c / "MANIFEST.json").is_file() for c in CONFORMANCE_COLLECTIONS):
+        return root
+    wheels = cache / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
+                    "-d", str(wheels), f"ansible=={CONFORMANCE_ANSIBLE}"], check=True)
+    wheel = next(wheels.glob(f"ansible-{CONFORMANCE_ANSIBLE}-*.whl"))
+    partial = root.with_suffix(".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    with zipfile.ZipFile(wheel) as zf:
+        for name in zf.namelist():
+            if any(name.startswith(f"ansible_collections/{c}/") for c in CONFORMANCE_COLLECTIONS):
+                zf.extract(name, partial)
+    shutil.rmtree(root, ignore_errors=True)
+    partial.rename(root)
+    return root

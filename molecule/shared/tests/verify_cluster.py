@@ -155,6 +155,9 @@ def test_unit_enabled_and_active(host) -> None:
     in_cluster(host)
     unit = host.service("k3s" if is_server(host) else "k3s-agent")
     assert unit.is_enabled and unit.is_running
+    # Its modprobe lines find br_netfilter and overlay (built in, in the lab): no FATAL lines in its log.
+    journal = host.run(f"sudo journalctl -u {unit.name} --no-pager -o cat")
+    assert journal.rc == 0 and "FATAL" not in journal.stdout
     script = "k3s-uninstall.sh" if is_server(host) else "k3s-agent-uninstall.sh"
     assert host.file(f"/usr/local/bin/{script}").mode == 0o755
     assert host.file("/usr/local/bin/k3s-killall.sh").mode == 0o755
@@ -214,3 +217,12 @@ def test_no_swap_and_cgroup_flags_on_pis(host) -> None:
         cmdline = host.file("/boot/firmware/cmdline.txt").content_string
         assert cmdline.count("\n") == 1
         assert {"cgroup_memory=1", "cgroup_enable=memory"} <= set(cmdline.split())
+        # Written, rebooted, active: the running kernel was booted with the flags and has the memory cgroup.
+        assert {"cgroup_memory=1", "cgroup_enable=memory"} <= set(host.file("/proc/cmdline").content_string.split())
+    controllers = host.file("/sys/fs/cgroup/cgroup.controllers")
+    if controllers.exists:
+        assert "memory" in controllers.content_string.split()
+    else:
+        cgroups = host.file("/proc/cgroups").content_string.splitlines()
+        memory = [ln.split() for ln in cgroups if ln.startswith("memory")]
+        assert memory and memory[0][3] == "1"

@@ -2841,10 +2841,10 @@ def _kubectl(argv: list[str], out: Any, err: Any) -> int:
                 'Use "kubectl explain <resource>" for a detailed description of that resource '
                 "(e.g. kubectl explain pods).\nSee 'kubectl get -h' for help and examples")
         names = _node_args(args)
-        items, errors = targets(names, flags.get("ignore-not-found") == "true")
         output = flags.get("output")
         if output is not None and output.partition("=")[0] not in KUBECTL_FORMATS:
-            raise KubectlError(_unknown_format(output))
+            raise KubectlError(_unknown_format(output))  # as kubectl: the printer before the request
+        items, errors = targets(names, flags.get("ignore-not-found") == "true")
         if items or not errors:  # kubectl prints nothing but the error when every name is missing
             out.write(render_nodes(items, output, single=len(names) == 1,
                                    show_labels=flags.get("show-labels") == "true",

@@ -36,6 +36,9 @@ API_PORT = 6443
 LB_SCRIPT = Path(__file__).with_name("lb.py")
 BOOT_TIMEOUT = 180.0
 SECCOMP = Path(__file__).with_name("seccomp.json")
+# The hosts' init and its data, mounted read-only into every host and run as PID 1 at each boot.
+BOOT_DIR = Path(__file__).with_name("boot")
+BOOT_MOUNT = "/usr/local/lib/pik3s-lab"
 STATE_FILES = ("lab.json", "inventory.yml", "known_hosts", "id_ed25519", "id_ed25519.pub")
 STATE_DIRS = ("cpuinfo", "mirror", "k3s-cache")
 
@@ -133,7 +136,8 @@ def _host_run_args(lab: LabRecord, spec: HostSpec, rec: HostRecord, tag: str, pu
         cpuinfo.parent.mkdir(parents=True, exist_ok=True)
         cpuinfo.write_text(_cpuinfo(spec.model, spec.name))
         args += ["-v", f"{cpuinfo}:/proc/cpuinfo:ro"]
-    return [*args, tag]
+    args += ["-v", f"{BOOT_DIR}:{BOOT_MOUNT}:ro"]
+    return [*args, tag, "/bin/sh", f"{BOOT_MOUNT}/pik3s-lab-init"]
 
 
 def _system_state(container: str) -> str:

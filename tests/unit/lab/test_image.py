@@ -80,3 +80,26 @@ def test_binfmt_reads_registered_flags(tmp_path: Path, monkeypatch: pytest.Monke
     (tmp_path / "qemu-arm").write_text("enabled\ninterpreter /usr/libexec/qemu-binfmt/arm-binfmt-P\nflags: PF\n")
     assert binfmt.current_flags("qemu-arm") == "PF"
     assert binfmt.current_flags("qemu-aarch64") is None
+
+
+def test_the_image_is_compared_with_pi_os_lite_as_a_whole() -> None:
+    """Every Pi OS Lite package in the reference is in the image or left out with a reason."""
+    reference = image.RECIPE.parent / "data" / "raspios-lite-bookworm.txt"
+    kept: set[str] = set()
+    left_out: dict[str, str] = {}
+    for line in reference.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, lab, *reason = line.split(None, 2)
+        assert lab in ("yes", "no"), line
+        if lab == "yes":
+            assert not reason, line
+            kept.add(name)
+        else:
+            assert reason and len(reason[0]) >= 15, f"{name} is left out without a reason"
+            left_out[name] = reason[0]
+    packages = {ln.strip() for ln in (image.RECIPE / "packages.txt").read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")}
+    assert packages == kept
+    assert "python3-apt" in kept  # package_facts and apt's check mode need it
+    assert not kept & set(left_out)

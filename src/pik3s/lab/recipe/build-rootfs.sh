@@ -19,9 +19,16 @@ root="$workdir/rootfs-$arch"
 # What Raspberry Pi OS Lite ships that a deployer may rely on.
 packages=$(grep -v '^#' "$here/packages.txt" | tr '\n' ',' | sed 's/,,*/,/g; s/,$//')
 
-cleanup() { rm -rf --one-file-system "$root"; }
+# debootstrap's second stage leaves /proc and /sys mounted in the root (and an
+# interrupted build may leave more): unmount everything under it, deepest
+# first, before removing it, or the next build of this arch cannot start.
+unmount_all() {
+    awk -v r="$root" '$2 == r || index($2, r "/") == 1 { print $2 }' /proc/mounts | sort -r |
+        while read -r mnt; do umount -l "$mnt"; done
+}
+cleanup() { unmount_all; rm -rf --one-file-system "$root"; }
 trap cleanup EXIT
-rm -rf --one-file-system "$root"
+cleanup
 mkdir -p "$root"
 
 native=$(dpkg --print-architecture)
@@ -32,10 +39,10 @@ else
     chroot "$root" /debootstrap/debootstrap --second-stage
 fi
 
-# Files that make the root look like Raspberry Pi OS Lite, plus the lab's init.
+# Files that make the root look like Raspberry Pi OS Lite (the lab's init is not
+# in the image: `pik3s lab up` mounts src/pik3s/lab/boot and starts it).
 cp -a "$here/overlay/." "$root/"
 chmod 0440 "$root/etc/sudoers.d/010_pi-nopasswd"
-chmod 0755 "$root/usr/local/sbin/pik3s-lab-init"
 chroot "$root" /bin/sh -eu <<'CHROOT'
 # The login user of Raspberry Pi OS, in the groups Pi OS gives it.
 useradd --create-home --shell /bin/bash --user-group pi
@@ -60,7 +67,7 @@ CHROOT
 
 tar -C "$root" --numeric-owner -c . | docker import \
     -c 'ENV container=docker' \
-    -c 'CMD ["/usr/local/sbin/pik3s-lab-init"]' \
+    -c 'CMD ["/sbin/init"]' \
     -c "LABEL pik3s.lab.image=$arch" \
     - "$tag" >/dev/null
 echo "imported $tag"

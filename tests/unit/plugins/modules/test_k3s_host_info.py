@@ -85,6 +85,14 @@ def test_cgroup_v2_and_the_model_line_of_cpuinfo(pi: Path) -> None:
     assert s["pi_model"] == "Raspberry Pi 3 Model B Rev 1.2"
 
 
+def test_the_model_where_the_kernel_shows_the_device_tree(pi: Path) -> None:
+    """/sys/firmware/devicetree/base is the kernel's own place (/proc/device-tree links to it on a Pi)."""
+    (pi / "proc/device-tree/model").unlink()
+    write(pi, "/sys/firmware/devicetree/base/model", b"Raspberry Pi 3 Model B Plus Rev 1.3\0")
+    write(pi, "/proc/cpuinfo", "processor\t: 0\nModel\t\t: Raspberry Pi 3 Model B Rev 1.2\n")
+    assert read(pi)["pi_model"] == "Raspberry Pi 3 Model B Plus Rev 1.3"
+
+
 def test_not_a_pi(pi: Path) -> None:
     write(pi, "/proc/device-tree/model", b"QEMU Virtual Machine\0")
     write(pi, "/etc/os-release", "ID=ubuntu\nVERSION_ID=\"24.04\"\nNAME=Ubuntu\n")
