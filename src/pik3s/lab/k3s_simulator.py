@@ -294,9 +294,15 @@ def _yaml_plain(v: Any) -> str:
     if isinstance(v, (dict, list)):
         return "{}" if isinstance(v, dict) else "[]"
     s = str(v)
-    if re.fullmatch(r"[A-Za-z0-9_./:@-]+", s) and _yaml_scalar(s) == s:
+    if _YAML_PLAIN.fullmatch(s) and s.lower() not in _YAML_WORDS and _yaml_scalar(s) == s:
         return s
-    return json.dumps(s)
+    return json.dumps(s)  # a JSON string is a YAML string: quoted, so no reader takes it for another type
+
+
+# Strings written plain: they start with a letter, _ or / (never a digit, so no reader
+# takes them for a number or a timestamp) and are not one of YAML 1.1's words.
+_YAML_PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./:@-]*")
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
 
 
 # --------------------------------------------------------------------------
@@ -2271,23 +2277,6 @@ def go_json(value: Any, indent: int | None = None) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-_YAML_PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./:@-]*")
-_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
-
-
-def _kube_yaml_scalar(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return str(v)
-    if isinstance(v, (dict, list)):
-        return "{}" if isinstance(v, dict) else "[]"
-    s = str(v)
-    return s if _YAML_PLAIN.fullmatch(s) and s.lower() not in _YAML_WORDS else json.dumps(s)
-
-
 def kube_yaml(value: Any, indent: int = 0) -> str:
     """YAML as kubectl -o yaml writes it: keys sorted, list items at their key's indentation."""
     pad = " " * indent
@@ -2296,18 +2285,18 @@ def kube_yaml(value: Any, indent: int = 0) -> str:
         for k in sorted(value):
             v = value[k]
             if isinstance(v, dict) and v:
-                out.append(f"{pad}{_kube_yaml_scalar(k)}:\n{kube_yaml(v, indent + 2)}")
+                out.append(f"{pad}{_yaml_plain(k)}:\n{kube_yaml(v, indent + 2)}")
             elif isinstance(v, list) and v:
-                out.append(f"{pad}{_kube_yaml_scalar(k)}:\n{kube_yaml(v, indent)}")
+                out.append(f"{pad}{_yaml_plain(k)}:\n{kube_yaml(v, indent)}")
             else:
-                out.append(f"{pad}{_kube_yaml_scalar(k)}: {_kube_yaml_scalar(v)}\n")
+                out.append(f"{pad}{_yaml_plain(k)}: {_yaml_plain(v)}\n")
     elif isinstance(value, list):
         for v in value:
             if isinstance(v, (dict, list)) and v:
                 body = kube_yaml(v, indent + 2)
                 out.append(f"{pad}- {body[indent + 2:]}")
             else:
-                out.append(f"{pad}- {_kube_yaml_scalar(v)}\n")
+                out.append(f"{pad}- {_yaml_plain(v)}\n")
     return "".join(out)
 
 
@@ -2335,24 +2324,8 @@ def _jp_actions(template: str) -> list[tuple[str, str]]:
         if text:
             parts.append(("text", text))
             text = ""
-        j, depth, quote = i + 1, 1, ""
-        while j < len(template):
-            d = template[j]
-            if quote:
-                if d == "\\":
-                    j += 1
-                elif d == quote:
-                    quote = ""
-            elif d in "\"'":
-                quote = d
-            elif d == "{":
-                depth += 1
-            elif d == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            j += 1
-        if j >= len(template):
+        j = _jp_closing(template, i, "{", "}")
+        if j < 0:
             raise JsonPathError(f"error: error parsing jsonpath {template}, unclosed action")
         parts.append(("action", template[i + 1:j].strip()))
         i = j + 1
@@ -2361,42 +2334,50 @@ def _jp_actions(template: str) -> list[tuple[str, str]]:
     return parts
 
 
+def _jp_closing(text: str, start: int, opening: str, closing: str) -> int:
+    """The index of the bracket that closes the one at ``start`` (nesting and quotes skipped), or -1."""
+    depth, quote, j = 0, "", start
+    while j < len(text):
+        c = text[j]
+        if quote:
+            if c == "\\":
+                j += 1
+            elif c == quote:
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c == opening:
+            depth += 1
+        elif c == closing:
+            depth -= 1
+            if depth == 0:
+                return j
+        j += 1
+    return -1
+
+
+# A name in a path: up to the next unescaped dot or bracket (\. is a dot inside the name).
+_JP_NAME = re.compile(r"((?:\\.|[^.\[\\])+)")
+
+
 def _jp_tokens(expr: str, template: str) -> list[tuple[str, Any]]:
     toks: list[tuple[str, Any]] = []
     i = 0
     if expr[:1] in ("@", "$"):
         i = 1
     while i < len(expr):
-        if expr.startswith("..", i):
-            m = re.match(r"((?:\\.|[^.\[\\])+)", expr[i + 2:])
-            if not m:
-                raise JsonPathError(f"error: error parsing jsonpath {template}, unrecognized identifier")
-            toks.append(("recursive", m.group(1).replace("\\.", ".")))
-            i += 2 + m.end()
-        elif expr[i] == ".":
-            m = re.match(r"((?:\\.|[^.\[\\])+)", expr[i + 1:])
+        if expr[i] == ".":
+            recursive = expr.startswith("..", i)
+            i += 2 if recursive else 1
+            m = _JP_NAME.match(expr, i)
             if not m:
                 raise JsonPathError(f"error: error parsing jsonpath {template}, unrecognized identifier")
             name = m.group(1).replace("\\.", ".")
-            toks.append(("all", None) if name == "*" else ("field", name))
-            i += 1 + m.end()
+            toks.append(("recursive", name) if recursive else ("all", None) if name == "*" else ("field", name))
+            i = m.end()
         elif expr[i] == "[":
-            depth, j, quote = 0, i, ""
-            while j < len(expr):
-                d = expr[j]
-                if quote:
-                    if d == quote:
-                        quote = ""
-                elif d in "\"'":
-                    quote = d
-                elif d == "[":
-                    depth += 1
-                elif d == "]":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                j += 1
-            if j >= len(expr):
+            j = _jp_closing(expr, i, "[", "]")
+            if j < 0:
                 raise JsonPathError(f"error: error parsing jsonpath {template}, unterminated array")
             toks.append(_jp_bracket(expr[i + 1:j].strip(), template))
             i = j + 1
