@@ -2840,8 +2840,8 @@ def _kubectl(argv: list[str], out: Any, err: Any) -> int:
         if not names and selector is None:
             raise KubectlError(f"error: USAGE: {verb} NODE [flags]\nSee 'kubectl {verb} -h' for help and examples")
         items, errors = targets(names)
-        for e in errors:
-            raise KubectlError(e)
+        if errors:  # kubectl stops at the first node it cannot find
+            raise KubectlError(errors[0])
         want = verb != "uncordon"
         for obj in items:
             name = obj["metadata"]["name"]
