@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import http.client
 import http.server
+import io
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -102,8 +104,9 @@ class Fatal(Exception):
 
 # --------------------------------------------------------------------------
 # A small YAML reader for what K3s reads: config files (flat mappings of
-# scalars and lists) and kubeconfigs (nested mappings and lists). It rejects
-# what it does not understand instead of guessing.
+# scalars and lists), kubeconfigs (nested mappings and lists) and manifests
+# (several documents, block scalars). It rejects what it does not understand
+# (anchors, tags, multi-line flow collections) instead of guessing.
 
 class YamlError(ValueError):
     pass
@@ -113,6 +116,8 @@ def _yaml_scalar(text: str) -> Any:
     text = text.strip()
     if text == "" or text in ("~", "null", "Null", "NULL"):
         return None
+    if text[0] in "&*!%@`|>":
+        raise YamlError(f"anchors, aliases, tags and reserved indicators are not read: {text}")
     if text[0] == '"':
         if not text.endswith('"') or len(text) < 2:
             raise YamlError(f"unterminated string: {text}")
@@ -185,9 +190,91 @@ def _strip_comment(line: str) -> str:
     return line.rstrip()
 
 
+_BLOCK_HEADER = re.compile(r"^(?P<head>.*?(?:^|:|-))[ ]+(?P<style>[|>])(?P<a>[-+1-9]?)(?P<b>[-+1-9]?)$")
+
+
+def _block_scalars(raw_lines: list[str]) -> list[str]:
+    """Replace every block scalar (| or >, with chomping and indentation indicators) by the
+    same string written as a JSON (double-quoted YAML) scalar on its key's line."""
+    out: list[str] = []
+    i = 0
+    while i < len(raw_lines):
+        line = _strip_comment(raw_lines[i])
+        m = _BLOCK_HEADER.match(line)
+        if not m or not (m.group("head").rstrip().endswith(":") or m.group("head").strip().endswith("-")):
+            out.append(raw_lines[i])
+            i += 1
+            continue
+        indicators = m.group("a") + m.group("b")
+        chomp = next((c for c in indicators if c in "+-"), "")
+        explicit = next((int(c) for c in indicators if c.isdigit()), 0)
+        parent = len(line) - len(line.lstrip())
+        body: list[str] = []
+        j = i + 1
+        while j < len(raw_lines) and (not raw_lines[j].strip()
+                                      or len(raw_lines[j]) - len(raw_lines[j].lstrip(" ")) > parent):
+            body.append(raw_lines[j])
+            j += 1
+        while body and not body[-1].strip() and chomp != "+":
+            body.pop()  # trailing blank lines: kept only with +
+        first = next((b for b in body if b.strip()), "")
+        indent = parent + explicit if explicit else len(first) - len(first.lstrip(" "))
+        texts = [b[indent:] if b.strip() else "" for b in body]
+        if m.group("style") == "|":
+            value = "\n".join(texts)
+        else:  # folded: lines of a paragraph joined by spaces; blank and more-indented lines break
+            value, prev = "", None
+            for t in texts:
+                if prev is None:
+                    value = t
+                elif not t:
+                    value += "\n"
+                elif not prev:
+                    value += t
+                elif t.startswith((" ", "\t")) or prev.startswith((" ", "\t")):
+                    value += "\n" + t
+                else:
+                    value += " " + t
+                prev = t
+        if texts and chomp != "-":
+            value += "\n"
+        out.append(m.group("head") + " " + json.dumps(value))
+        i = j
+    return out
+
+
+def yaml_load_all(text: str) -> list[Any]:
+    """The documents of a multi-document stream (--- between them), empty ones left out;
+    a JSON document is read as JSON."""
+    docs: list[list[str]] = []
+    cur: list[str] = []
+    for raw in text.splitlines():
+        if raw.rstrip() == "---" or raw.startswith("--- "):
+            docs.append(cur)
+            cur = [raw[4:]] if raw.startswith("--- ") and raw[4:].strip() else []
+        elif raw.rstrip() == "...":
+            continue
+        else:
+            cur.append(raw)
+    docs.append(cur)
+    out = []
+    for lines in docs:
+        doc = "\n".join(lines)
+        if doc.lstrip().startswith(("{", "[")):
+            try:
+                out.append(json.loads(doc))
+                continue
+            except ValueError:
+                pass
+        value = yaml_load(doc)
+        if value is not None:
+            out.append(value)
+    return out
+
+
 def yaml_load(text: str) -> Any:
     lines: list[tuple[int, str]] = []
-    for raw in text.splitlines():
+    for raw in _block_scalars(text.splitlines()):
         if raw.strip() in ("---", "..."):
             continue
         if "\t" in raw[: len(raw) - len(raw.lstrip())]:
@@ -245,11 +332,9 @@ def _yaml_block(lines: list[tuple[int, str]], pos: int, indent: int) -> tuple[An
             raise YamlError(f"expected 'key: value', found: {text}")
         key = str(_yaml_scalar(m.group(1)))
         rest = m.group(3)
-        if rest is not None and rest.strip() != "" and rest.strip() not in ("|", ">"):
+        if rest is not None and rest.strip() != "":
             mapping[key] = _yaml_scalar(rest)
             pos += 1
-        elif rest is not None and rest.strip() in ("|", ">"):
-            raise YamlError("block scalars are not supported")
         elif pos + 1 < len(lines) and (
             lines[pos + 1][0] > indent
             or (lines[pos + 1][0] == indent and lines[pos + 1][1].startswith("- "))
@@ -738,7 +823,7 @@ class HttpError(Exception):
 def https_request(url: str, method: str = "GET", body: Any = None, *,
                   cadata: str | None = None, verify: bool = True,
                   basic: tuple[str, str] | None = None,
-                  client_cert: tuple[bytes, bytes] | None = None,
+                  client_cert: tuple[bytes, bytes] | None = None, bearer: str | None = None,
                   timeout: float = 5.0) -> bytes:
     u = urllib.parse.urlsplit(url)
     ctx = ssl.create_default_context(cadata=cadata) if verify else ssl._create_unverified_context()
@@ -754,7 +839,8 @@ def https_request(url: str, method: str = "GET", body: Any = None, *,
             ctx.load_cert_chain(str(cf), str(kf))
         conn = http.client.HTTPSConnection(u.hostname or "", u.port or 443, context=ctx, timeout=timeout)
         try:
-            status, payload = _exchange(conn, method, u.path + (f"?{u.query}" if u.query else ""), body, basic)
+            status, payload = _exchange(conn, method, u.path + (f"?{u.query}" if u.query else ""), body, basic,
+                                        bearer)
         finally:
             conn.close()
         if status >= 400:
@@ -826,13 +912,15 @@ class HttpClient:
 
 
 def _exchange(conn: http.client.HTTPConnection, method: str, path: str, body: Any,
-              basic: tuple[str, str] | None) -> tuple[int, bytes]:
+              basic: tuple[str, str] | None, bearer: str | None = None) -> tuple[int, bytes]:
     headers = {"User-Agent": f"k3s/{version()} ({SIM_NAME})"}
     data = None
     if body is not None:
         data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    if basic:
+        headers["Content-Type"] = "application/merge-patch+json" if method == "PATCH" else "application/json"
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    elif basic:
         headers["Authorization"] = "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
     conn.request(method, path, body=data, headers=headers)
     resp = conn.getresponse()
@@ -863,7 +951,7 @@ def node_object(rec: dict[str, Any], now: float | None = None) -> dict[str, Any]
             "name": rec["name"], "labels": dict(rec["labels"]),
             "annotations": {"k3s.io/node-args": json.dumps(rec.get("args", [])),
                             "pik3s.io/simulated-by": SIM_NAME},
-            "creationTimestamp": iso(rec["created"]),
+            "creationTimestamp": iso(rec["created"]), "uid": uuid_for(f"node/{rec['name']}/{rec['created']}"),
         },
         "spec": {"unschedulable": bool(rec.get("unschedulable")), "taints": taints,
                  "podCIDR": rec.get("pod_cidr", "")},
@@ -879,7 +967,8 @@ def node_object(rec: dict[str, Any], now: float | None = None) -> dict[str, Any]
                 "kubeletVersion": rec["version"], "kubeProxyVersion": rec["version"],
                 "architecture": rec["arch"], "operatingSystem": "linux",
                 "osImage": rec.get("os_image", "Linux"), "kernelVersion": rec.get("kernel", ""),
-                "containerRuntimeVersion": CONTAINERD_VERSION,
+                "containerRuntimeVersion": CONTAINERD_VERSION, "machineID": rec.get("machine_id", ""),
+                "systemUUID": rec.get("system_uuid", ""), "bootID": rec.get("boot_id", ""),
             },
         },
     }
@@ -994,6 +1083,9 @@ class ServerState:
                 self.server.peer_call(self.members()[leader], "POST", "/v1-k3s/sim/peer/write", op, timeout=10)
                 return
             except HttpError as exc:
+                status = ApiStatus.from_body(exc.body)
+                if status is not None:
+                    raise status from exc
                 if exc.status == 403:
                     raise PermissionError(exc.body) from exc
                 if exc.status == 404:
@@ -1119,6 +1211,8 @@ class Server:
         # Where local tools (etcd-snapshot) reach this running server.
         write_private(self.server_dir / "db" / "sim-endpoint", f"https://{_url_host_fmt(self._local_address())}:{self.port}\n")
         self._register_self()
+        (self.server_dir / "manifests").mkdir(mode=0o700, parents=True, exist_ok=True)
+        threading.Thread(target=self._controllers_loop, daemon=True, name="controllers").start()
         log("info", f"k3s is up and running ({SIM_NAME})")
         sd_notify("READY=1\n")
         import_images(self.data_dir)
@@ -1357,7 +1451,8 @@ class Server:
                     "version": payload["version"], "labels": labels, "last_seen": now,
                     "running": True, "os_image": payload.get("os_image", ""),
                     "kernel": payload.get("kernel", ""), "args": payload.get("args", []),
-                    "external_ips": payload.get("external_ips", [])})
+                    "external_ips": payload.get("external_ips", []),
+                    **{k: payload.get(k, "") for k in ("machine_id", "boot_id", "system_uuid")}})
         return rec
 
     def register(self, payload: dict[str, Any], password: str) -> None:
@@ -1443,6 +1538,8 @@ class Server:
             if op["name"] not in state["nodes"]:
                 raise KeyError(op["name"])
             state["nodes"][op["name"]]["unschedulable"] = op["unschedulable"]
+        elif kind in ("object_put", "object_delete"):
+            apply_object_op(state, op)
         elif kind == "delete_node":
             if op["name"] not in state["nodes"]:
                 raise KeyError(op["name"])
@@ -1466,6 +1563,23 @@ class Server:
             except ServiceUnavailable as exc:
                 log("info", f"Waiting for etcd quorum before registering this node: {exc}")
             self.stop.wait(RETRY_SECONDS)
+
+    def _controllers_loop(self) -> None:
+        """The deploy controller on every server; the helm controller on the datastore's leader."""
+        deploy, helm = DeployController(self), HelmController(self)
+        while True:
+            try:
+                if self.state.has_quorum():
+                    deploy.scan()
+                    if self.state.leader() == self.node_name:
+                        helm.scan()
+                        Objects(self).purge_terminating()
+            except (ServiceUnavailable, ApiStatus) as exc:
+                log("warning", f"controllers: {exc}")
+            except Exception as exc:  # a controller's bug must not stop the server
+                log("error", f"controllers: {type(exc).__name__}: {exc}")
+            if self.stop.wait(DEPLOY_SECONDS):
+                return
 
     def _heartbeat_loop(self) -> None:
         pw = node_password()
@@ -1580,8 +1694,20 @@ def node_payload(cfg: dict[str, Any], name: str, ip: str, roles: list[str]) -> d
         "version": version(), "roles": roles, "node_labels": _as_list(cfg.get("node-label")),
         "node_taints": _as_list(cfg.get("node-taint")), "os_image": os_image(),
         "kernel": platform.release(), "external_ips": _as_list(cfg.get("node-external-ip")),
-        "args": sorted(k for k in cfg if k not in ("token", "agent-token")),
+        "args": sorted(k for k in cfg if k not in ("token", "agent-token")), **machine_ids(),
     }
+
+
+def machine_ids() -> dict[str, str]:
+    """What the kubelet reports as machineID, systemUUID and bootID (the Node's nodeInfo)."""
+    def read(path: str) -> str:
+        try:
+            return Path(p(path)).read_text().strip()
+        except OSError:
+            return ""
+    machine = read("/etc/machine-id")
+    return {"machine_id": machine, "boot_id": read("/proc/sys/kernel/random/boot_id"),
+            "system_uuid": read("/sys/class/dmi/id/product_uuid") or machine}
 
 
 def import_images(data_dir: Path) -> None:
@@ -1764,6 +1890,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
     """One API request on a connection ApiServer keeps open (TLS done, reader and writer kept)."""
 
     server_obj: Server
+    _raw: bytes = b""
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt: str, *args: Any) -> None:  # quiet access log
@@ -1796,8 +1923,18 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         self._send(status, message + "\n", "text/plain")
 
     def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length)) if length else None
+        data = self._raw
+        ctype = self.headers.get("Content-Type", "").split(";")[0].strip()
+        if ctype == "application/vnd.kubernetes.protobuf":
+            return protobuf_body(data)
+        if ctype in ("application/yaml", "application/apply-patch+yaml"):
+            raise ApiStatus(415, "UnsupportedMediaType", f"{SIM_NAME}: YAML request bodies are not simulated")
+        if not data:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise ApiStatus(400, "BadRequest", f"the body of the request could not be decoded: {exc}") from exc
 
     def _basic(self) -> tuple[str, str] | None:
         auth = self.headers.get("Authorization", "")
@@ -1849,6 +1986,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         srv = self.server_obj
         path = urllib.parse.urlsplit(self.path).path
+        # The whole body is read, used or not (a DELETE carries DeleteOptions): the connection stays in step.
+        length = int(self.headers.get("Content-Length") or 0)
+        self._raw = self.rfile.read(length) if length else b""
         try:
             if path == "/ping" and method == "GET":
                 return self._send(200, "pong", "text/plain")
@@ -1856,16 +1996,23 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return self._send(200, srv.server_ca, "text/plain")
             if path.startswith("/v1-k3s/"):
                 return self._k3s(method, path)
-            if not self._admin():
-                return self._send(401, {"kind": "Status", "status": "Failure", "message": "Unauthorized",
-                                        "reason": "Unauthorized", "code": 401})
-            return self._kube(method, path)
+            who = self._identity()
+            if who is None:
+                return self._send(401, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                        "message": "Unauthorized", "reason": "Unauthorized", "code": 401})
+            return self._kube(method, path, who)
+        except ApiStatus as exc:
+            return self._send(exc.code, exc.status())
         except ServiceUnavailable as exc:
             return self._error(503, str(exc))
         except Fatal as exc:
             return self._error(400, str(exc))
         except (BrokenPipeError, ConnectionResetError):
             return None
+        except Exception as exc:  # a bug in the simulator: answer (never leave the client waiting) and log it
+            log("error", f"{method} {path}: {type(exc).__name__}: {exc}")
+            return self._send(500, ApiStatus(500, "InternalError", f"{SIM_NAME}: {type(exc).__name__}: {exc}")
+                              .status())
 
     def _k3s(self, method: str, path: str) -> None:
         srv = self.server_obj
@@ -1879,6 +2026,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         if path == "/v1-k3s/sim/peer/write" and method == "POST" and user == "server":
             try:
                 srv.state.commit(self._body())
+            except ApiStatus as exc:
+                return self._send(exc.code, exc.status())
             except PermissionError as exc:
                 return self._error(403, str(exc))
             except KeyError as exc:
@@ -1920,6 +2069,167 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             return self._send(200, {"ok": True, "apiservers": sorted(srv.state.members().values())})
         return self._error(404, "not found")
 
+    # Kubernetes API: discovery, objects, tokens -----------------------------
+    def _identity(self) -> tuple[str, list[str]] | None:
+        if self._admin():
+            return "system:admin", ["system:masters", "system:authenticated"]
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            return Objects(self.server_obj).token_identity(auth[7:].strip())
+        return None
+
+    def _authorize(self, who: tuple[str, list[str]], verb: str, group: str, resource: str,
+                   namespace: str | None, name: str | None, path: str) -> None:
+        user, groups = who
+        if "system:masters" in groups or Objects(self.server_obj).allowed(user, groups, verb, group, resource,
+                                                                           namespace, name, path):
+            return
+        if not resource:
+            raise ApiStatus(403, "Forbidden", f'forbidden: User "{user}" cannot {verb} path "{path}"')
+        what = f'{resource.partition("/")[0]}{"." + group if group else ""}' + (f' "{name}"' if name else "")
+        scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+        raise ApiStatus(403, "Forbidden", f'{what} is forbidden: User "{user}" cannot {verb} resource '
+                        f'"{resource}" in API group "{group}" {scope}',
+                        {"name": name or "", "group": group, "kind": resource.partition("/")[0]})
+
+    def _discovery(self, path: str) -> Any:
+        """/api, /apis, /api/v1, /apis/<group>[/<version>]: what clients read to map kinds to paths."""
+        srv = self.server_obj
+        kinds = Objects(srv).kinds()
+        versions: dict[str, list[str]] = {}
+        for k in kinds:
+            if k.version not in versions.setdefault(k.group, []):
+                versions[k.group].append(k.version)
+
+        def group_doc(g: str) -> dict[str, Any]:
+            vs = [{"groupVersion": f"{g}/{v}", "version": v} for v in versions[g]]
+            return {"name": g, "versions": vs, "preferredVersion": vs[0]}
+
+        def resources(g: str, v: str) -> dict[str, Any]:
+            res = []
+            for k in kinds:
+                if (k.group, k.version) != (g, v):
+                    continue
+                res.append({"name": k.plural, "singularName": k.kind.lower(), "namespaced": k.namespaced,
+                            "kind": k.kind, "verbs": list(k.verbs),
+                            **({"shortNames": list(k.short)} if k.short else {})})
+                for sub, sub_kind, verbs in SUBRESOURCES.get((g, k.plural), []):
+                    res.append({"name": f"{k.plural}/{sub}", "singularName": "", "namespaced": k.namespaced,
+                                "group": "authentication.k8s.io" if sub == "token" else g,
+                                "version": "v1", "kind": sub_kind, "verbs": list(verbs)})
+            return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{g}/{v}" if g else v,
+                    "resources": res}
+
+        if path == "/api":
+            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{_url_host_fmt(srv.node_ip)}:{srv.port}"}]}
+        if path == "/api/v1":
+            return resources("", "v1")
+        if path == "/apis":
+            return {"kind": "APIGroupList", "apiVersion": "v1",
+                    "groups": [group_doc(g) for g in sorted(versions) if g]}
+        parts = path.split("/")[2:]
+        if len(parts) == 1 and parts[0] in versions and parts[0]:
+            return dict(group_doc(parts[0]), kind="APIGroup", apiVersion="v1")
+        if len(parts) == 2 and parts[1] in versions.get(parts[0], []) and parts[0]:
+            return resources(parts[0], parts[1])
+        raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
+
+    def _objects(self, method: str, who: tuple[str, list[str]], m: re.Match[str], query: dict[str, list[str]]) -> None:
+        srv = self.server_obj
+        objs = Objects(srv)
+        group = m.group("g") or ""
+        version = m.group("v") or m.group("gv")
+        ns, plural, name, sub = m.group("ns"), m.group("plural"), m.group("name"), m.group("sub")
+        if ns and not plural:  # /api/v1/namespaces/<name>
+            plural, name, ns = "namespaces", ns, None
+        kind = objs.by_path(group, version, plural or "")
+        if not kind.namespaced and ns:
+            raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
+        if "watch" in query and query["watch"][0] in ("1", "true"):
+            raise ApiStatus(405, "MethodNotAllowed", f"{SIM_NAME}: watch is not simulated")
+        verb = {"GET": "get" if name else "list", "POST": "create", "PUT": "update", "PATCH": "patch",
+                "DELETE": "delete"}[method]
+        resource = f"{kind.plural}/{sub}" if sub else kind.plural
+        self._authorize(who, verb, kind.group, resource, ns, name, self.path)
+        if kind is NODE_KIND:
+            return self._nodes(method, name, sub)
+        if sub:
+            if (kind.group, kind.plural, sub) == ("", "serviceaccounts", "token") and method == "POST" and name:
+                body = self._body() or {}
+                spec = body.get("spec") or {}
+                status = objs.issue_token(ns or "default", name, spec.get("expirationSeconds") or 3600,
+                                          spec.get("audiences") or [])
+                return self._send(201, {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                                        "metadata": {"name": name, "namespace": ns,
+                                                     "creationTimestamp": iso(time.time())},
+                                        "spec": {"audiences": spec.get("audiences") or [SA_ISSUER, "k3s"],
+                                                 "expirationSeconds": spec.get("expirationSeconds") or 3600,
+                                                 "boundObjectRef": None},
+                                        "status": status})
+            raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
+        if method == "GET" and not name:
+            items = objs.items(kind, ns)
+            if "labelSelector" in query:
+                try:
+                    reqs = parse_selector(query["labelSelector"][0])
+                except KubectlError as exc:
+                    raise ApiStatus(400, "BadRequest", str(exc).removeprefix("error: ")) from exc
+                items = [o for o in items if selector_matches(reqs, o["metadata"].get("labels") or {})]
+            for field in query.get("fieldSelector", [""])[0].split(","):
+                key, _sep, value = field.partition("=")
+                if key in ("metadata.name", "metadata.namespace"):
+                    items = [o for o in items if o["metadata"].get(key.partition(".")[2]) == value.lstrip("=")]
+                elif key:
+                    raise ApiStatus(400, "BadRequest", f'"{key}" is not a known field selector: only '
+                                    '"metadata.name", "metadata.namespace"')
+            return self._send_list(kind, items)
+        if method == "GET":
+            return self._send_objects(kind, [objs.get(kind, ns, name)], single=True)
+        if method == "POST" and not name:
+            obj = objs.validate(kind, ns, self._body())
+            return self._send(201, objs.write(kind, obj, "create"))
+        if method == "PUT" and name:
+            obj = objs.validate(kind, ns, self._body(), name)
+            return self._send(200, objs.write(kind, obj, "update"))
+        if method == "PATCH" and name:
+            ctype = self.headers.get("Content-Type", "").split(";")[0]
+            if ctype not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+                raise ApiStatus(415, "UnsupportedMediaType", f"{SIM_NAME}: patch type {ctype!r} is not "
+                                "simulated (merge and strategic merge patches are)")
+            current = objs.get(kind, ns, name)
+            patched = merge_patch(current, self._body() or {})
+            patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            obj = objs.validate(kind, ns, patched, name)
+            return self._send(200, objs.write(kind, obj, "update"))
+        if method == "DELETE" and name:
+            gone = objs.delete(kind, ns, name)
+            return self._send(200, gone)
+        raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    def _wants_table(self) -> bool:
+        return "as=Table" in self.headers.get("Accept", "")
+
+    def _send_list(self, kind: Kind, items: list[dict[str, Any]]) -> None:
+        if self._wants_table():
+            return self._send_objects(kind, items, single=False)
+        rv = str(self.server_obj.state.data.get("revision", 0))
+        return self._send(200, {"apiVersion": kind.api_version, "kind": f"{kind.kind}List",
+                                "metadata": {"resourceVersion": rv}, "items": items})
+
+    def _send_objects(self, kind: Kind, items: list[dict[str, Any]], single: bool) -> None:
+        if not self._wants_table():
+            return self._send(200, items[0])
+        cols = object_columns(kind)
+        return self._send(200, {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {
+            "resourceVersion": str(self.server_obj.state.data.get("revision", 0))},
+            "columnDefinitions": [{"name": c, "type": "string", "format": "name" if c == "Name" else "",
+                                   "description": "", "priority": 1 if c in WIDE_COLUMNS else 0}
+                                  for c, _fn in cols],
+            "rows": [{"cells": [fn(o) for _c, fn in cols], "object": {
+                "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}}
+                for o in items]})
+
     def _server_bootstrap(self, body: dict[str, Any]) -> None:
         srv = self.server_obj
         if not srv.state.data.get("etcd"):
@@ -1934,8 +2244,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         srv.state.forget_alive()
         return self._send(200, {"state": srv.state.data})
 
-    def _kube(self, method: str, path: str) -> None:
+    def _kube(self, method: str, path: str, who: tuple[str, list[str]]) -> None:
         srv = self.server_obj
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         if path in ("/readyz", "/livez", "/healthz"):
             if srv.state.has_quorum():
                 return self._send(200, "ok", "text/plain")
@@ -1944,32 +2255,888 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             return self._send(200, {"gitVersion": version(), "platform": f"linux/{k8s_arch()}",
                                     "simulator": SIM_NAME})
         if path == "/pik3s-sim/stats":  # test equipment's own counters (the soak test reads them)
+            self._authorize(who, "get", "", "", None, None, path)
             with srv.stats_lock:
                 return self._send(200, dict(srv.stats, threads=threading.active_count()))
+        if path == "/openapi/v2":
+            # An empty OpenAPI document (protobuf): the simulator has no schemas, so clients skip validation.
+            return self._send(200, b"", "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
         srv.state.require_quorum()
-        if path == "/api/v1/nodes" and method == "GET":
-            items = [node_object(r) for _, r in sorted(srv.node_records().items())]
-            return self._send(200, {"apiVersion": "v1", "kind": "NodeList", "items": items})
-        m = re.fullmatch(r"/api/v1/nodes/([^/]+)", path)
-        if m:
-            name = m.group(1)
-            if name not in srv.state.data["nodes"]:
-                return self._send(404, {"kind": "Status", "code": 404, "reason": "NotFound",
-                                        "message": f'nodes "{name}" not found'})
-            if method == "GET":
-                return self._send(200, node_object(srv.node_records()[name]))
-            if method == "PATCH":
-                body = self._body() or {}
-                unsched = body.get("spec", {}).get("unschedulable")
-                if unsched is not None:
-                    srv.state.write({"op": "cordon", "name": name, "unschedulable": bool(unsched)})
-                return self._send(200, node_object(srv.node_records()[name]))
-            if method == "DELETE":
-                srv.state.write({"op": "delete_node", "name": name})
-                return self._send(200, {"kind": "Status", "status": "Success"})
         if path == "/pik3s-sim/snapshot" and method == "GET":
+            self._authorize(who, "get", "", "", None, None, path)
             return self._send(200, srv.state.data)
-        return self._error(404, "not found")
+        if path in ("/api", "/apis") or re.fullmatch(r"/api/v1|/apis/[^/]+(/[^/]+)?", path):
+            self._authorize(who, "get", "", "", None, None, path)
+            return self._send(200, self._discovery(path))
+        m = _API_PATH.fullmatch(path)
+        if m:
+            return self._objects(method, who, m, query)
+        raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
+
+    def _nodes(self, method: str, name: str | None, sub: str | None) -> None:
+        srv = self.server_obj
+        if sub:
+            raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
+        if name is None:
+            if method != "GET":
+                raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested "
+                                "resource")
+            items = [node_object(r) for _, r in sorted(srv.node_records().items())]
+            if self._wants_table():
+                return self._send_objects(NODE_KIND, items, single=False)
+            return self._send(200, {"apiVersion": "v1", "kind": "NodeList", "items": items})
+        if name not in srv.state.data["nodes"]:
+            raise ApiStatus(404, "NotFound", f'nodes "{name}" not found', {"name": name, "kind": "nodes"})
+        if method == "GET":
+            return self._send_objects(NODE_KIND, [node_object(srv.node_records()[name])], single=True)
+        if method == "PATCH":
+            body = self._body() or {}
+            unsched = body.get("spec", {}).get("unschedulable")
+            if unsched is not None:
+                srv.state.write({"op": "cordon", "name": name, "unschedulable": bool(unsched)})
+            return self._send(200, node_object(srv.node_records()[name]))
+        if method == "DELETE":
+            srv.state.write({"op": "delete_node", "name": name})
+            return self._send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                    "details": {"name": name, "kind": "nodes"}})
+        raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+
+_API_PATH = re.compile(r"/(?:api/(?P<v>v1)|apis/(?P<g>[^/]+)/(?P<gv>[^/]+))(?:/namespaces/(?P<ns>[^/]+))?"
+                       r"(?:/(?P<plural>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?)?")
+
+
+# --------------------------------------------------------------------------
+# Kubernetes objects beside nodes: what auto-deployed manifests, HelmCharts
+# and a dashboard's access need. Stored in the datastore (replicated like
+# everything else), served under the API's real paths with discovery, RBAC
+# for service-account tokens, and K3s's deploy controller reading the
+# manifests directory. No object runs: a Deployment is a record, a HelmChart
+# becomes a helm-install Job and a Helm release record, never pods.
+
+class ApiStatus(Exception):
+    """An API error as the API server returns it (a metav1.Status)."""
+
+    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details or {}
+
+    def status(self) -> dict[str, Any]:
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": self.message,
+                "reason": self.reason, "details": self.details, "code": self.code}
+
+    @staticmethod
+    def from_body(body: str) -> ApiStatus | None:
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(doc, dict) or doc.get("kind") != "Status" or not doc.get("code"):
+            return None
+        return ApiStatus(int(doc["code"]), doc.get("reason", ""), doc.get("message", ""), doc.get("details"))
+
+
+def _protobuf_fields(data: bytes) -> dict[int, list[Any]]:
+    """The fields of one protobuf message: number -> values (varints as ints, the rest as bytes)."""
+    fields: dict[int, list[Any]] = {}
+    i = 0
+
+    def varint() -> int:
+        nonlocal i
+        shift = value = 0
+        while True:
+            b = data[i]
+            i += 1
+            value |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return value
+
+    while i < len(data):
+        key = varint()
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            fields.setdefault(number, []).append(varint())
+        elif wire == 2:
+            length = varint()
+            fields.setdefault(number, []).append(data[i:i + length])
+            i += length
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            fields.setdefault(number, []).append(data[i:i + size])
+            i += size
+        else:
+            raise ValueError(f"protobuf wire type {wire} is not read")
+    return fields
+
+
+def protobuf_body(data: bytes) -> dict[str, Any]:
+    """A request body in Kubernetes' protobuf encoding (the k8s\\0 envelope). The simulator reads the
+    one message clients send only that way (TokenRequest, from kubectl create token and client-go); any
+    other is refused with the API server's 415, so clients that can fall back to JSON do."""
+    unsupported = ApiStatus(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                            "accepted media types include: application/json, application/merge-patch+json, "
+                            f"application/strategic-merge-patch+json ({SIM_NAME}: protobuf is read for "
+                            "TokenRequest only)")
+    if not data.startswith(b"k8s\x00"):
+        raise unsupported
+    try:
+        unknown = _protobuf_fields(data[4:])
+        type_meta = _protobuf_fields(unknown[1][0])
+        api_version, kind = type_meta[1][0].decode(), type_meta[2][0].decode()
+        if (api_version, kind) != ("authentication.k8s.io/v1", "TokenRequest"):
+            raise unsupported
+        message = _protobuf_fields(unknown[2][0]) if 2 in unknown else {}
+        spec = _protobuf_fields(message[2][0]) if 2 in message else {}
+    except (IndexError, KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise ApiStatus(400, "BadRequest", f"the body of the request could not be decoded: {exc}") from exc
+    out: dict[str, Any] = {"apiVersion": api_version, "kind": kind, "spec": {}}
+    if 1 in spec:
+        out["spec"]["audiences"] = [a.decode() for a in spec[1]]
+    if 4 in spec:
+        out["spec"]["expirationSeconds"] = spec[4][0]
+    return out
+
+
+class Kind:
+    """One resource type: kind, API group and version, plural, scope, short names."""
+
+    def __init__(self, kind: str, group: str, version: str, plural: str, namespaced: bool,
+                 short: tuple[str, ...] = (), verbs: tuple[str, ...] = ("create", "delete", "get", "list",
+                                                                          "patch", "update")):
+        self.kind, self.group, self.version, self.plural = kind, group, version, plural
+        self.namespaced, self.short, self.verbs = namespaced, short, verbs
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def res(self) -> str:
+        """Where the datastore keeps its objects."""
+        return f"{self.group}/{self.plural}"
+
+    @property
+    def qualified(self) -> str:
+        """serviceaccount, clusterrolebinding.rbac.authorization.k8s.io: as kubectl names it in messages."""
+        return self.kind.lower() + (f".{self.group}" if self.group else "")
+
+    def prefix(self, namespace: str | None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        return f"{base}/namespaces/{namespace}/{self.plural}" if self.namespaced and namespace else \
+            f"{base}/{self.plural}"
+
+    def names(self) -> set[str]:
+        return {self.plural, self.kind.lower(), *self.short, f"{self.plural}.{self.group}",
+                f"{self.kind.lower()}.{self.group}"} if self.group else {self.plural, self.kind.lower(), *self.short}
+
+
+NODE_KIND = Kind("Node", "", "v1", "nodes", False, ("no",), ("delete", "get", "list", "patch"))
+BUILTIN_KINDS = [
+    NODE_KIND,
+    Kind("Namespace", "", "v1", "namespaces", False, ("ns",)),
+    Kind("ServiceAccount", "", "v1", "serviceaccounts", True, ("sa",)),
+    Kind("ConfigMap", "", "v1", "configmaps", True, ("cm",)),
+    Kind("Secret", "", "v1", "secrets", True),
+    Kind("Service", "", "v1", "services", True, ("svc",)),
+    Kind("ClusterRole", "rbac.authorization.k8s.io", "v1", "clusterroles", False),
+    Kind("ClusterRoleBinding", "rbac.authorization.k8s.io", "v1", "clusterrolebindings", False),
+    Kind("Role", "rbac.authorization.k8s.io", "v1", "roles", True),
+    Kind("RoleBinding", "rbac.authorization.k8s.io", "v1", "rolebindings", True),
+    Kind("Deployment", "apps", "v1", "deployments", True, ("deploy",)),
+    Kind("DaemonSet", "apps", "v1", "daemonsets", True, ("ds",)),
+    Kind("StatefulSet", "apps", "v1", "statefulsets", True, ("sts",)),
+    Kind("Job", "batch", "v1", "jobs", True),
+    Kind("Ingress", "networking.k8s.io", "v1", "ingresses", True, ("ing",)),
+    Kind("CustomResourceDefinition", "apiextensions.k8s.io", "v1", "customresourcedefinitions", False,
+         ("crd", "crds")),
+    # The custom resources K3s itself defines.
+    Kind("Addon", "k3s.cattle.io", "v1", "addons", True),
+    Kind("HelmChart", "helm.cattle.io", "v1", "helmcharts", True),
+    Kind("HelmChartConfig", "helm.cattle.io", "v1", "helmchartconfigs", True),
+]
+KINDS = {k.kind: k for k in BUILTIN_KINDS}
+SUBRESOURCES = {("", "serviceaccounts"): [("token", "TokenRequest", ("create",))]}
+PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# ClusterRoles every cluster has (the API server's bootstrap policy), as far as the simulator needs them.
+BUILTIN_CLUSTER_ROLES = {
+    "cluster-admin": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                      {"nonResourceURLs": ["*"], "verbs": ["*"]}],
+    "view": [{"apiGroups": [""], "verbs": ["get", "list", "watch"],
+              "resources": ["configmaps", "endpoints", "persistentvolumeclaims", "pods", "replicationcontrollers",
+                            "serviceaccounts", "services", "namespaces", "events", "limitranges",
+                            "resourcequotas"]},
+             {"apiGroups": ["apps"], "verbs": ["get", "list", "watch"],
+              "resources": ["daemonsets", "deployments", "replicasets", "statefulsets"]},
+             {"apiGroups": ["batch"], "verbs": ["get", "list", "watch"], "resources": ["cronjobs", "jobs"]},
+             {"apiGroups": ["networking.k8s.io"], "verbs": ["get", "list", "watch"],
+              "resources": ["ingresses", "networkpolicies"]}],
+}
+# What any authenticated user may read (system:discovery, system:public-info-viewer).
+DISCOVERY_PATHS = ("/api", "/apis", "/version", "/healthz", "/livez", "/readyz", "/openapi")
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+K3S_OWNER_ANNOTATIONS = ("objectset.rio.cattle.io/owner-gvk", "objectset.rio.cattle.io/owner-name",
+                         "objectset.rio.cattle.io/owner-namespace")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def name_problem(name: Any, label: bool = False) -> str | None:
+    """The API server's message for an invalid object name, or None."""
+    text = str(name)
+    if label:
+        if not _DNS_LABEL.fullmatch(text) or len(text) > 63:
+            return ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+                    "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+                    "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+        return None
+    if not _DNS_SUBDOMAIN.fullmatch(text) or len(text) > 253:
+        return ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+                "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+                "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+    return None
+
+
+def object_key(kind: Kind, namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if kind.namespaced else name
+
+
+def crd_kinds(crds: list[dict[str, Any]]) -> list[Kind]:
+    out = []
+    for crd in crds:
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        for v in spec.get("versions") or []:
+            if v.get("served", True):
+                out.append(Kind(names.get("kind", ""), spec.get("group", ""), v.get("name", ""),
+                                names.get("plural", ""), spec.get("scope", "Namespaced") == "Namespaced",
+                                tuple(names.get("shortNames") or ())))
+    return out
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch. Strategic merge patches are applied as merge patches (their
+    $-directives dropped): the simulator keeps no per-field merge keys."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if k.startswith("$"):
+            continue
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Objects:
+    """The objects of one server's copy of the datastore, and the rules the API server applies to them."""
+
+    def __init__(self, srv: Server):
+        self.srv = srv
+
+    # types ------------------------------------------------------------------
+    def kinds(self) -> list[Kind]:
+        crds = list(self._stored(KINDS["CustomResourceDefinition"]).values())  # CustomResourceDefinition
+        return BUILTIN_KINDS + crd_kinds(crds)
+
+    def by_path(self, group: str, version: str, plural: str) -> Kind:
+        for k in self.kinds():
+            if (k.group, k.version, k.plural) == (group, version, plural):
+                return k
+        raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
+
+    def by_gvk(self, api_version: str, kind: str) -> Kind:
+        for k in self.kinds():
+            if (k.api_version, k.kind) == (api_version, kind):
+                return k
+        raise ApiStatus(404, "NotFound", f'no matches for kind "{kind}" in version "{api_version}"')
+
+    # reads ------------------------------------------------------------------
+    def _stored(self, kind: Kind) -> dict[str, dict[str, Any]]:
+        stored: dict[str, dict[str, Any]] = self.srv.state.data.get("objects", {}).get(kind.res, {})
+        return stored
+
+    def _builtins(self, kind: Kind) -> dict[str, dict[str, Any]]:
+        created = iso(self.srv.state.data.get("created", 0))
+        if kind.plural == "namespaces" and not kind.group:
+            return {n: {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                "name": n, "uid": str(uuid_for(f"ns/{n}")), "creationTimestamp": created, "resourceVersion": "1",
+                "labels": {"kubernetes.io/metadata.name": n}}, "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"}} for n in PROTECTED_NAMESPACES}
+        if kind.plural == "clusterroles" and kind.group == "rbac.authorization.k8s.io":
+            return {n: {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {
+                "name": n, "uid": str(uuid_for(f"clusterrole/{n}")), "creationTimestamp": created,
+                "resourceVersion": "1", "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+                "rules": rules} for n, rules in BUILTIN_CLUSTER_ROLES.items()}
+        return {}
+
+    def _all(self, kind: Kind) -> dict[str, dict[str, Any]]:
+        with self.srv.state.lock:
+            return {**self._builtins(kind), **copy.deepcopy(self._stored(kind))}
+
+    def get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any]:
+        obj = self._all(kind).get(object_key(kind, namespace, name))
+        if obj is None:
+            raise ApiStatus(404, "NotFound", f'{kind.plural}{"." + kind.group if kind.group else ""} "{name}" '
+                            "not found", {"name": name, "group": kind.group, "kind": kind.plural})
+        return obj
+
+    def items(self, kind: Kind, namespace: str | None = None) -> list[dict[str, Any]]:
+        items = [o for _k, o in sorted(self._all(kind).items())]
+        if kind.namespaced and namespace:
+            items = [o for o in items if o["metadata"].get("namespace") == namespace]
+        return items
+
+    def namespace_exists(self, name: str) -> bool:
+        return name in PROTECTED_NAMESPACES or name in self._stored(KINDS["Namespace"])
+
+    # writes (through the datastore's leader) -------------------------------
+    def validate(self, kind: Kind, namespace: str | None, obj: Any, name: str | None = None) -> dict[str, Any]:
+        if not isinstance(obj, dict):
+            raise ApiStatus(400, "BadRequest", "the object provided is not a JSON object")
+        if obj.get("kind", kind.kind) != kind.kind or obj.get("apiVersion", kind.api_version) != kind.api_version:
+            raise ApiStatus(400, "BadRequest", f"the API version in the data ({obj.get('apiVersion')}) does not "
+                            f"match the expected API version ({kind.api_version})"
+                            if obj.get("apiVersion", kind.api_version) != kind.api_version else
+                            f"the kind in the data ({obj.get('kind')}) does not match the expected kind "
+                            f"({kind.kind})")
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict) or not meta.get("name"):
+            raise ApiStatus(422, "Invalid", f"{kind.kind} \"\" is invalid: metadata.name: Required value: "
+                            "name or generateName is required")
+        if name is not None and meta["name"] != name:
+            raise ApiStatus(400, "BadRequest", f"the name of the object ({meta['name']}) does not match the name "
+                            f"on the URL ({name})")
+        why = name_problem(meta["name"], label=kind.kind in ("Namespace", "Service"))
+        if why:
+            raise ApiStatus(422, "Invalid", f'{kind.kind} "{meta["name"]}" is invalid: metadata.name: Invalid '
+                            f'value: "{meta["name"]}": {why}')
+        if kind.namespaced:
+            ns = meta.get("namespace") or namespace or "default"
+            if namespace and meta.get("namespace") and meta["namespace"] != namespace:
+                raise ApiStatus(400, "BadRequest", "the namespace of the provided object does not match the "
+                                "namespace sent on the request")
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
+        if kind.kind == "Secret" and isinstance(obj.get("stringData"), dict):
+            data = dict(obj.get("data") or {})
+            for k, v in obj.pop("stringData").items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+            obj["data"] = data
+        return obj
+
+    def write(self, kind: Kind, obj: dict[str, Any], mode: str) -> dict[str, Any]:
+        """mode: create (409 if it exists), update (404 if it does not) or put (either)."""
+        meta = obj["metadata"]
+        key = object_key(kind, meta.get("namespace"), meta["name"])
+        if key in self._builtins(kind) and kind.kind != "Namespace":
+            raise ApiStatus(403, "Forbidden", f'{kind.plural} "{meta["name"]}" is forbidden: {SIM_NAME}: '
+                            "the bootstrap policy's objects are built in")
+        self.srv.state.write({"op": "object_put", "res": kind.res, "key": key, "obj": obj, "mode": mode,
+                              "kind": kind.kind, "plural": kind.plural, "group": kind.group,
+                              "namespaced": kind.namespaced, "now": iso(time.time())})
+        return self.get(kind, meta.get("namespace"), meta["name"])
+
+    def delete(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any]:
+        obj = self.get(kind, namespace, name)
+        if kind.kind == "Namespace" and name in PROTECTED_NAMESPACES:
+            raise ApiStatus(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+        if object_key(kind, namespace, name) in self._builtins(kind):
+            raise ApiStatus(403, "Forbidden", f'{kind.plural} "{name}" is forbidden: {SIM_NAME}: '
+                            "the bootstrap policy's objects are built in")
+        self.srv.state.write({"op": "object_delete", "res": kind.res, "key": object_key(kind, namespace, name),
+                              "kind": kind.kind, "plural": kind.plural, "group": kind.group, "name": name,
+                              "now": iso(time.time())})
+        return obj
+
+    def purge_terminating(self) -> None:
+        """The namespace controller: a namespace Terminating for a moment (as the real controller takes
+        one to delete its content) is emptied, then removed."""
+        kind = KINDS["Namespace"]
+        for ns in list(self._stored(kind).values()):
+            name = ns["metadata"]["name"]
+            since = ns["metadata"].get("deletionTimestamp")
+            if since and time.time() - _dt.datetime.strptime(since, "%Y-%m-%dT%H:%M:%S%z").timestamp() >= 2:
+                self.srv.state.write({"op": "object_delete", "res": kind.res, "key": name, "kind": "Namespace",
+                                      "plural": "namespaces", "group": "", "name": name, "purge": True})
+
+    def apply(self, kind: Kind, obj: dict[str, Any]) -> str:
+        """Create or replace as a deployer's apply does: 'created', 'configured' or 'unchanged'."""
+        meta = obj["metadata"]
+        try:
+            current = self.get(kind, meta.get("namespace"), meta["name"])
+        except ApiStatus:
+            self.write(kind, obj, "create")
+            return "created"
+        if _content(current) == _content(obj):
+            return "unchanged"
+        merged = dict(obj)
+        if "status" in current and "status" not in obj:
+            merged["status"] = current["status"]
+        self.write(kind, merged, "update")
+        return "configured"
+
+    # service-account tokens -------------------------------------------------
+    def _signing_key(self) -> bytes:
+        # The simulator signs with HMAC-SHA256 under a key every server derives from the cluster's CA
+        # key (K3s signs RS256 with its service-account key, which is bootstrap data in the same way).
+        return hashlib.sha256(b"pik3s-sim-service-account:" + (self.srv.tls / "server-ca.key").read_bytes()).digest()
+
+    def issue_token(self, namespace: str, name: str, seconds: int, audiences: list[str]) -> dict[str, Any]:
+        sa = self.get(KINDS["ServiceAccount"], namespace, name)
+        now = int(time.time())
+        seconds = max(600, min(int(seconds or 3600), 48 * 3600))  # the API server's bounds (10 min .. 48 h)
+        claims = {"aud": audiences or [SA_ISSUER, "k3s"], "exp": now + seconds, "iat": now, "nbf": now,
+                  "iss": SA_ISSUER, "sub": f"system:serviceaccount:{namespace}:{name}",
+                  "kubernetes.io": {"namespace": namespace,
+                                    "serviceaccount": {"name": name, "uid": sa["metadata"]["uid"]}}}
+        head = _b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "pik3s-sim"}).encode())
+        body = _b64url(json.dumps(claims, separators=(",", ":")).encode())
+        sig = _b64url(hmac.new(self._signing_key(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+        return {"token": f"{head}.{body}.{sig}", "expirationTimestamp": iso(now + seconds)}
+
+    def token_identity(self, token: str) -> tuple[str, list[str]] | None:
+        """(user, groups) of a valid service-account token, or None."""
+        try:
+            head, body, sig = token.split(".")
+            want = _b64url(hmac.new(self._signing_key(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+            if not hmac.compare_digest(want, sig):
+                return None
+            claims = json.loads(_unb64url(body))
+            if not claims["nbf"] <= time.time() < claims["exp"]:
+                return None
+            info = claims["kubernetes.io"]
+            sa = self.get(KINDS["ServiceAccount"], info["namespace"], info["serviceaccount"]["name"])
+        except (ValueError, KeyError, TypeError, ApiStatus):
+            return None
+        if sa["metadata"]["uid"] != info["serviceaccount"]["uid"]:
+            return None  # the account was deleted and made again: its old tokens end with it
+        ns = info["namespace"]
+        return (claims["sub"], ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"])
+
+    # authorization ----------------------------------------------------------
+    def allowed(self, user: str, groups: list[str], verb: str, group: str, resource: str, namespace: str | None,
+                name: str | None, path: str) -> bool:
+        def subject_matches(s: dict[str, Any], binding_ns: str | None) -> bool:
+            if s.get("kind") == "ServiceAccount":
+                return user == f"system:serviceaccount:{s.get('namespace') or binding_ns}:{s.get('name')}"
+            if s.get("kind") == "User":
+                return user == s.get("name")
+            return s.get("kind") == "Group" and s.get("name") in groups
+
+        def rules_of(ref: dict[str, Any], ns: str | None) -> list[dict[str, Any]]:
+            kinds = {"ClusterRole": (KINDS["ClusterRole"], None), "Role": (KINDS["Role"], ns)}
+            if ref.get("kind") not in kinds:
+                return []
+            kind, where = kinds[ref["kind"]]
+            try:
+                return self.get(kind, where, ref.get("name", "")).get("rules") or []
+            except ApiStatus:
+                return []
+
+        def rule_matches(rule: dict[str, Any]) -> bool:
+            verbs = rule.get("verbs") or []
+            if "*" not in verbs and verb not in verbs:
+                return False
+            if not resource:
+                urls = rule.get("nonResourceURLs") or []
+                return any(u == path or u == "*" or (u.endswith("*") and path.startswith(u[:-1])) for u in urls)
+            if "*" not in (rule.get("apiGroups") or []) and group not in (rule.get("apiGroups") or []):
+                return False
+            if "*" not in (rule.get("resources") or []) and resource not in (rule.get("resources") or []):
+                return False
+            return not rule.get("resourceNames") or name in rule["resourceNames"]
+
+        if not resource and any(path == d or path.startswith(d + "/") for d in DISCOVERY_PATHS):
+            return True
+        crb, rb = KINDS["ClusterRoleBinding"], KINDS["RoleBinding"]
+        for b in self.items(crb):
+            if any(subject_matches(s, None) for s in b.get("subjects") or []) and \
+                    any(rule_matches(r) for r in rules_of(b.get("roleRef") or {}, None)):
+                return True
+        if namespace:
+            for b in self.items(rb, namespace):
+                if any(subject_matches(s, namespace) for s in b.get("subjects") or []) and \
+                        any(rule_matches(r) for r in rules_of(b.get("roleRef") or {}, namespace)):
+                    return True
+        return False
+
+
+def _content(obj: dict[str, Any]) -> dict[str, Any]:
+    """What an apply compares: the object without the fields the server sets."""
+    out = {k: v for k, v in obj.items() if k != "status"}
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items()
+            if k not in ("uid", "creationTimestamp", "resourceVersion", "generation", "managedFields")}
+    out["metadata"] = meta
+    return out
+
+
+def uuid_for(text: str) -> str:
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-5{digest[13:16]}-a{digest[17:20]}-{digest[20:32]}"
+
+
+def apply_object_op(state: dict[str, Any], op: dict[str, Any]) -> None:
+    """The datastore's side of object writes (run by the leader inside a commit)."""
+    objects = state.setdefault("objects", {})
+    store = objects.setdefault(op["res"], {})
+    key = op["key"]
+    plural = op["plural"] + (f".{op['group']}" if op["group"] else "")
+    if op["op"] == "object_delete":
+        if key not in store:
+            raise ApiStatus(404, "NotFound", f'{plural} "{op["name"]}" not found')
+        if op["kind"] == "Namespace" and not op.get("purge"):
+            # Terminating until the namespace controller (Server._controllers_loop) has emptied it.
+            meta = store[key]["metadata"]
+            meta.setdefault("deletionTimestamp", op.get("now") or iso(time.time()))
+            store[key]["status"] = {"phase": "Terminating"}
+            meta["resourceVersion"] = str(state.get("revision", 0) + 1)
+            return
+        gone = store.pop(key)
+        if op["kind"] == "Namespace":
+            ns = gone["metadata"]["name"]
+            for other in objects.values():
+                for k in [k for k, o in other.items() if o["metadata"].get("namespace") == ns]:
+                    other.pop(k)
+        return
+    obj = copy.deepcopy(op["obj"])
+    meta = obj["metadata"]
+    current = store.get(key)
+    if op["mode"] == "create" and current is not None:
+        raise ApiStatus(409, "AlreadyExists", f'{plural} "{meta["name"]}" already exists',
+                        {"name": meta["name"], "group": op["group"], "kind": op["plural"]})
+    if op["mode"] == "update" and current is None:
+        raise ApiStatus(404, "NotFound", f'{plural} "{meta["name"]}" not found')
+    if op["namespaced"]:
+        ns = meta["namespace"]
+        namespaces = objects.get("/namespaces", {})
+        if ns not in PROTECTED_NAMESPACES and ns not in namespaces:
+            raise ApiStatus(404, "NotFound", f'namespaces "{ns}" not found',
+                            {"name": ns, "kind": "namespaces"})
+        if current is None and ns in namespaces and namespaces[ns]["metadata"].get("deletionTimestamp"):
+            raise ApiStatus(403, "Forbidden", f'{plural} "{meta["name"]}" is forbidden: unable to create new '
+                            f"content in namespace {ns} because it is being terminated")
+    want_rv = meta.get("resourceVersion")
+    if current is not None and op["mode"] == "update" and want_rv and want_rv != current["metadata"].get(
+            "resourceVersion"):
+        raise ApiStatus(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{meta["name"]}": the object '
+                        "has been modified; please apply your changes to the latest version and try again")
+    meta["uid"] = current["metadata"]["uid"] if current else uuid_for(f"{state.get('generation')}/{op['res']}/"
+                                                                       f"{key}/{state.get('revision', 0)}")
+    meta["creationTimestamp"] = current["metadata"]["creationTimestamp"] if current else op["now"]
+    meta["resourceVersion"] = str(state.get("revision", 0) + 1)
+    generation = current["metadata"].get("generation", 1) if current else 1
+    if current is not None and current.get("spec") != obj.get("spec"):
+        generation += 1
+    meta["generation"] = generation
+    store[key] = obj
+
+
+def _ago(obj: dict[str, Any]) -> str:
+    return _age(obj["metadata"].get("creationTimestamp") or iso(time.time()))
+
+
+def object_columns(kind: Kind) -> list[tuple[str, Any]]:
+    """The columns kubectl shows for a kind (the server's Table), as (name, cell of an object)."""
+    name = ("Name", lambda o: o["metadata"]["name"])
+    age = ("Age", _ago)
+    table: dict[str, list[tuple[str, Any]]] = {
+        "Node": [name, ("Status", node_status), ("Roles", node_roles), age,
+                 ("Version", lambda o: o["status"]["nodeInfo"]["kubeletVersion"]),
+                 ("Internal-IP", lambda o: _address(o, "InternalIP")),
+                 ("External-IP", lambda o: _address(o, "ExternalIP")),
+                 ("OS-Image", lambda o: o["status"]["nodeInfo"]["osImage"] or "<unknown>"),
+                 ("Kernel-Version", lambda o: o["status"]["nodeInfo"]["kernelVersion"] or "<unknown>"),
+                 ("Container-Runtime", lambda o: o["status"]["nodeInfo"]["containerRuntimeVersion"])],
+        "Namespace": [name, ("Status", lambda o: (o.get("status") or {}).get("phase", "Active")), age],
+        "ServiceAccount": [name, ("Secrets", lambda o: str(len(o.get("secrets") or []))), age],
+        "Secret": [name, ("Type", lambda o: o.get("type", "Opaque")),
+                   ("Data", lambda o: str(len(o.get("data") or {}))), age],
+        "ConfigMap": [name, ("Data", lambda o: str(len(o.get("data") or {}) + len(o.get("binaryData") or {}))), age],
+        "ClusterRoleBinding": [name, ("Role", lambda o: f"{o['roleRef']['kind']}/{o['roleRef']['name']}"), age],
+        "RoleBinding": [name, ("Role", lambda o: f"{o['roleRef']['kind']}/{o['roleRef']['name']}"), age],
+        "Deployment": [name, ("Ready", lambda o: f"0/{spec(o, 'replicas', 1)}"), ("Up-to-date", lambda o: "0"),
+                       ("Available", lambda o: "0"), age],
+        "Job": [name, ("Status", lambda o: job_status(o)),
+                ("Completions", lambda o: f"{(o.get('status') or {}).get('succeeded', 0)}/"
+                                          f"{spec(o, 'completions', 1)}"), age],
+        "HelmChart": [name, ("Job", lambda o: (o.get("status") or {}).get("jobName", "")),
+                      ("Chart", lambda o: spec(o, "chart")), ("TargetNamespace", lambda o: spec(o, "targetNamespace")),
+                      ("Version", lambda o: spec(o, "version")), ("Repo", lambda o: spec(o, "repo")),
+                      ("HelmVersion", lambda o: spec(o, "helmVersion")),
+                      ("Bootstrap", lambda o: spec(o, "bootstrap", False).lower())],
+        "Addon": [name, ("Source", lambda o: spec(o, "source")), ("Checksum", lambda o: spec(o, "checksum"))],
+    }
+    return table.get(kind.kind, [name, age])
+
+
+# Columns kubectl shows only with -o wide (the Table's priority 1).
+WIDE_COLUMNS = {"Internal-IP", "External-IP", "OS-Image", "Kernel-Version", "Container-Runtime"}
+
+
+def _address(node: dict[str, Any], kind: str) -> str:
+    return next((a["address"] for a in node["status"]["addresses"] if a["type"] == kind), "<none>")
+
+
+def spec(obj: dict[str, Any], key: str, default: Any = "") -> str:
+    return str((obj.get("spec") or {}).get(key, default))
+
+
+def job_status(job: dict[str, Any]) -> str:
+    conds = {c["type"]: c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+    return "Complete" if "Complete" in conds else "Failed" if "Failed" in conds else "Running"
+
+
+# --------------------------------------------------------------------------
+# K3s's controllers for auto-deployed manifests and HelmCharts.
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+DEPLOY_SECONDS = float(os.environ.get("PIK3S_SIM_DEPLOY_SECONDS", "2"))
+HELM_RETRY_SECONDS = float(os.environ.get("PIK3S_SIM_HELM_RETRY", "10"))
+ADDON_KIND, HELMCHART_KIND, JOB_KIND, SECRET_KIND = (KINDS[k] for k in ("Addon", "HelmChart", "Job", "Secret"))
+
+
+class DeployController:
+    """K3s's deploy controller on one server: every file under server/manifests is applied when it is new
+    or its modification time changes (and at start), its objects tracked by an Addon of the file's base
+    name in kube-system; objects dropped from a changed file are deleted; a deleted file's objects stay."""
+
+    def __init__(self, srv: Server):
+        self.srv = srv
+        self.dir = srv.server_dir / "manifests"
+        self.seen: dict[str, float] = {}
+
+    def files(self) -> list[Path]:
+        if not self.dir.is_dir():
+            return []
+        out = []
+        for path in sorted(self.dir.rglob("*")):
+            if path.is_file() and path.suffix in MANIFEST_SUFFIXES and not Path(str(path) + ".skip").exists():
+                out.append(path)
+        return out
+
+    def scan(self) -> None:
+        for path in self.files():
+            try:
+                mtime = path.stat().st_mtime
+            except OSError:
+                continue
+            if self.seen.get(str(path)) == mtime:
+                continue
+            try:
+                self.process(path)
+                self.seen[str(path)] = mtime
+            except ServiceUnavailable:
+                return  # no quorum: try again on the next scan
+            except (ApiStatus, YamlError, OSError, ValueError) as exc:
+                self.seen[str(path)] = mtime  # as K3s: tried again when the file changes or K3s restarts
+                msg = exc.message if isinstance(exc, ApiStatus) else str(exc)
+                log("error", f"Failed to process config: failed to process {path}: {msg}")
+
+    def process(self, path: Path) -> None:
+        objs = Objects(self.srv)
+        content = path.read_bytes()
+        name = path.name.rsplit(".", 1)[0]
+        why = name_problem(name)
+        if why:
+            raise ApiStatus(422, "Invalid", f'Addon.k3s.cattle.io "{name}" is invalid: metadata.name: Invalid value: '
+                            f'"{name}": {why}')
+        docs: list[Any] = []
+        for doc in yaml_load_all(content.decode()):
+            is_list = isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") and "items" in doc
+            docs.extend((doc.get("items") or []) if is_list else [doc])
+        checksum = hashlib.sha256(content).hexdigest()
+        wanted: list[tuple[Kind, dict[str, Any]]] = []
+        for doc in docs:
+            if not isinstance(doc, dict) or not doc.get("kind") or not doc.get("apiVersion"):
+                raise ApiStatus(400, "BadRequest", "Object 'Kind' is missing in the document")
+            kind = objs.by_gvk(doc["apiVersion"], doc["kind"])
+            obj = objs.validate(kind, None, copy.deepcopy(doc))
+            ann = obj["metadata"].setdefault("annotations", {})
+            ann.update(dict(zip(K3S_OWNER_ANNOTATIONS, ("k3s.cattle.io/v1, Kind=Addon", name, "kube-system"),
+                                strict=True)))
+            wanted.append((kind, obj))
+        try:
+            previous = objs.get(ADDON_KIND, "kube-system", name)
+        except ApiStatus:
+            previous = None
+        for kind, obj in wanted:
+            objs.apply(kind, obj)
+        keep = {(k.res, object_key(k, o["metadata"].get("namespace"), o["metadata"]["name"])) for k, o in wanted}
+        for ref in ((previous or {}).get("status") or {}).get("objects") or []:
+            if (ref["res"], ref["key"]) not in keep:
+                gone_kind = next((k for k in objs.kinds() if k.res == ref["res"]), None)
+                if gone_kind is not None:
+                    try:
+                        objs.delete(gone_kind, ref.get("namespace"), ref["name"])
+                    except ApiStatus:
+                        pass
+        addon = {"apiVersion": ADDON_KIND.api_version, "kind": "Addon",
+                 "metadata": {"name": name, "namespace": "kube-system"},
+                 "spec": {"source": str(path), "checksum": checksum},
+                 "status": {"objects": [{"res": k.res, "key": object_key(k, o["metadata"].get("namespace"),
+                                                                            o["metadata"]["name"]),
+                                         "namespace": o["metadata"].get("namespace"), "name": o["metadata"]["name"],
+                                         "kind": k.kind, "apiVersion": k.api_version} for k, o in wanted]}}
+        if previous is None or _content(previous) != _content(addon) or previous.get("status") != addon["status"]:
+            objs.apply(ADDON_KIND, addon) if previous is None else objs.write(ADDON_KIND, addon, "put")
+        log("info", f"Applied {len(wanted)} object(s) from {path} (Addon kube-system/{name})")
+
+
+class HelmController:
+    """K3s's helm-controller, run by the datastore's leader: a HelmChart (new or changed) gets a
+    helm-install-<name> Job that completes when the chart resolves (from chartContent, or the repo's
+    index.yaml and archive, fetched by this server as the Job's pod would) and fails with Helm's message
+    when it does not; a completed install is recorded as Helm records a release (a Secret in the target
+    namespace). Nothing in the chart is rendered or run."""
+
+    def __init__(self, srv: Server):
+        self.srv = srv
+        self.failed_at: dict[str, float] = {}
+
+    def scan(self) -> None:
+        objs = Objects(self.srv)
+        for chart in objs.items(HELMCHART_KIND):
+            meta, spec = chart["metadata"], chart.get("spec") or {}
+            digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+            status = chart.get("status") or {}
+            key = f"{meta['namespace']}/{meta['name']}"
+            if status.get("specHash") == digest and (status.get("phase") == "Complete"
+                                                      or time.time() - self.failed_at.get(key, 0) < HELM_RETRY_SECONDS):
+                continue
+            self.install(objs, chart, digest)
+            if (objs.get(HELMCHART_KIND, meta["namespace"], meta["name"]).get("status") or {}).get("phase") == "Failed":
+                self.failed_at[key] = time.time()
+
+    def install(self, objs: Objects, chart: dict[str, Any], digest: str) -> None:
+        meta, spec = chart["metadata"], chart.get("spec") or {}
+        target = spec.get("targetNamespace") or meta["namespace"]
+        job_name = f"helm-install-{meta['name']}"
+        error, version = "", ""
+        try:
+            if not spec.get("chart") and not spec.get("chartContent"):
+                raise ValueError("Error: chart name or chartContent is required")
+            chart_yaml = self.resolve(spec)
+            version = str(chart_yaml.get("version", ""))
+            if not objs.namespace_exists(target):
+                if not spec.get("createNamespace"):
+                    raise ValueError(f'Error: INSTALLATION FAILED: create: failed to create: namespaces "{target}" '
+                                     "not found")
+                objs.apply(KINDS["Namespace"], {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": target}})
+        except (ValueError, KeyError, OSError, YamlError, HttpError, tarfile.TarError, ssl.SSLError) as exc:
+            error = str(exc) if str(exc).startswith("Error:") else f"Error: {exc}"
+        now = iso(time.time())
+        cond = {"type": "Failed" if error else "Complete", "status": "True", "lastProbeTime": now,
+                "lastTransitionTime": now, **({"reason": "BackoffLimitExceeded", "message": error} if error else {})}
+        job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+            "name": job_name, "namespace": meta["namespace"],
+            "labels": {"helmcharts.helm.cattle.io/chart": meta["name"]},
+            "annotations": {"helmcharts.helm.cattle.io/configHash": f"SHA256={digest}",
+                            "pik3s-sim/note": f"{SIM_NAME}: no pod ran; the chart was resolved by the server"}},
+            "spec": {"backoffLimit": 1000, "completions": 1},
+            "status": {"conditions": [cond], **({"failed": 1} if error else {"succeeded": 1})}}
+        objs.write(JOB_KIND, objs.validate(JOB_KIND, None, job), "put")
+        if error:
+            log("error", f"helm-install-{meta['name']}: {error}")
+        else:
+            rel = {"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1", "metadata": {
+                "name": f"sh.helm.release.v1.{meta['name']}.v1", "namespace": target,
+                "labels": {"owner": "helm", "name": meta["name"], "status": "deployed", "version": "1"}},
+                "stringData": {"release": json.dumps({"name": meta["name"], "chart": spec.get("chart", ""),
+                                                      "version": version, "values": spec.get("valuesContent", "")})}}
+            objs.write(SECRET_KIND, objs.validate(SECRET_KIND, None, rel), "put")
+            log("info", f"helm-install-{meta['name']}: installed {spec.get('chart') or 'chartContent'} {version} "
+                        f"in {target} (recorded, not run: {SIM_NAME})")
+        updated = objs.get(HELMCHART_KIND, meta["namespace"], meta["name"])
+        updated["status"] = {"jobName": job_name, "phase": "Failed" if error else "Complete", "specHash": digest,
+                             **({"message": error} if error else {"version": version})}
+        objs.write(HELMCHART_KIND, updated, "update")
+
+    def resolve(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The Chart.yaml of the chart the HelmChart names, as Helm would find it."""
+        if spec.get("chartContent"):
+            try:
+                data = base64.b64decode(spec["chartContent"], validate=True)
+            except ValueError as exc:
+                raise ValueError("Error: illegal base64 data in chartContent") from exc
+            chart = chart_yaml(data)
+            if spec.get("version") and str(chart.get("version")) != str(spec["version"]):
+                raise ValueError(f'Error: chart "{chart.get("name")}" version "{spec["version"]}" not found: '
+                                 f'chartContent holds version {chart.get("version")}')
+            return chart
+        repo, name, want = str(spec.get("repo") or ""), str(spec["chart"]), str(spec.get("version") or "")
+        if not repo:
+            raise ValueError(f'Error: repo "" for chart "{name}": {SIM_NAME}: charts from an OCI registry or a '
+                             "repo name are not simulated; give repo as an http(s) URL")
+        base = repo.rstrip("/") + "/"
+        try:
+            index = yaml_load(_fetch(base + "index.yaml").decode())
+        except (OSError, HttpError, ValueError) as exc:
+            raise ValueError(f'Error: looks like "{repo}" is not a valid chart repository or cannot be reached: '
+                             f"{exc}") from exc
+        entries = ((index or {}).get("entries") or {}).get(name)
+        if not entries:
+            raise ValueError(f'Error: chart "{name}" not found in {repo} repository')
+        found = [e for e in entries if not want or str(e.get("version")) == want]
+        if not found:
+            raise ValueError(f'Error: chart "{name}" version "{want}" not found in {repo} repository')
+        entry = found[0] if want else max(found, key=lambda e: _semver_key(str(e.get("version"))))
+        url = urllib.parse.urljoin(base, (entry.get("urls") or [""])[0])
+        data = _fetch(url)
+        if entry.get("digest") and hashlib.sha256(data).hexdigest() != entry["digest"]:
+            raise ValueError(f"Error: {url}: digest does not match the repository index")
+        return chart_yaml(data)
+
+
+def _semver_key(v: str) -> tuple[Any, ...]:
+    core, _sep, pre = v.lstrip("v").partition("-")
+    nums = [int(x) if x.isdigit() else 0 for x in core.split(".")]
+    return (*nums, pre == "", pre)
+
+
+def _fetch(url: str) -> bytes:
+    if url.startswith("https://"):
+        return https_request(url, timeout=30)
+    if not url.startswith("http://"):
+        raise ValueError(f"unsupported protocol scheme in {url!r}")
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=30)
+    try:
+        status, payload = _exchange(conn, "GET", u.path + (f"?{u.query}" if u.query else ""), None, None)
+    finally:
+        conn.close()
+    if status >= 400:
+        raise ValueError(f"failed to fetch {url} : {status} {http.client.responses.get(status, '')}")
+    return payload
+
+
+def chart_yaml(archive: bytes) -> dict[str, Any]:
+    """The Chart.yaml of a chart archive (a gzipped tar with <name>/Chart.yaml), as Helm's loader reads it."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+            member = next((m for m in tar.getmembers() if m.name.count("/") == 1
+                           and m.name.endswith("/Chart.yaml")), None)
+            if member is None:
+                raise ValueError("Error: Chart.yaml file is missing")
+            data = tar.extractfile(member)
+            doc = yaml_load((data.read() if data else b"").decode())
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ValueError("Error: file does not appear to be a gzipped archive; got 'application/octet-stream'") from exc
+    if not isinstance(doc, dict) or not doc.get("name") or not doc.get("version"):
+        raise ValueError("Error: validation: chart.metadata.name and version are required")
+    return doc
 
 
 # --------------------------------------------------------------------------
@@ -2098,13 +3265,15 @@ KUBECTL_FLAGS: dict[str, dict[str, str]] = {
               "delete-local-data": "bool", "force": "bool", "timeout": "str", "grace-period": "str",
               "disable-eviction": "bool", "skip-wait-for-delete-timeout": "str"},
     "delete": {"selector": "str", "ignore-not-found": "bool", "wait": "bool", "timeout": "str",
-               "grace-period": "str", "force": "bool", "now": "bool", "all": "bool"},
+               "grace-period": "str", "force": "bool", "now": "bool", "all": "bool", "filename": "str"},
+    "apply": {"filename": "str"},
+    "create": {"duration": "str", "audience": "str"},
     "wait": {"for": "str", "timeout": "str", "selector": "str", "all": "bool"},
     "version": {"output": "str", "client": "bool"},
     "completion": {},
 }
 KUBECTL_SHORTHANDS = {"o": "output", "l": "selector", "n": "namespace", "A": "all-namespaces", "h": "help",
-                      "v": "v"}
+                      "v": "v", "f": "filename"}
 KUBECTL_FORMATS = ("custom-columns", "custom-columns-file", "go-template", "go-template-file", "json",
                    "jsonpath", "jsonpath-as-json", "jsonpath-file", "name", "template", "templatefile",
                    "wide", "yaml")
@@ -2598,18 +3767,45 @@ def node_list(items: list[dict[str, Any]]) -> dict[str, Any]:
 def render_nodes(items: list[dict[str, Any]], output: str | None, *, single: bool, show_labels: bool = False,
                  headers: bool = True, now: float | None = None) -> str:
     """What `kubectl get nodes` prints on stdout for these nodes (single: one node was named)."""
+    return render_objects(items, output, NODE_KIND, single=single, show_labels=show_labels, headers=headers,
+                          now=now)
+
+
+def object_table(items: list[dict[str, Any]], kind: Kind, *, all_namespaces: bool = False,
+                 show_labels: bool = False, headers: bool = True) -> str:
+    cols = [c for c in object_columns(kind) if c[0] not in WIDE_COLUMNS]
+    names = (["NAMESPACE"] if all_namespaces and kind.namespaced else []) + [c.upper() for c, _fn in cols]
+    rows = [names + (["LABELS"] if show_labels else [])] if headers else []
+    for o in items:
+        row = ([o["metadata"].get("namespace", "")] if all_namespaces and kind.namespaced else []) + \
+            [fn(o) for _c, fn in cols]
+        if show_labels:
+            labels = o["metadata"].get("labels") or {}
+            row.append(",".join(f"{k}={labels[k]}" for k in sorted(labels)) or "<none>")
+        rows.append(row)
+    return _columns(rows)
+
+
+def render_objects(items: list[dict[str, Any]], output: str | None, kind: Kind, *, single: bool,
+                   show_labels: bool = False, headers: bool = True, now: float | None = None,
+                   all_namespaces: bool = False) -> str:
+    """What `kubectl get <kind>` prints on stdout for these objects (single: one object was named)."""
     fmt, _sep, arg = (output or "").partition("=")
     doc: Any = items[0] if single and items else node_list(items)
     if output is None or output == "" or fmt == "wide":
         if arg:
             raise KubectlError(_unknown_format(output))
-        return node_table(items, wide=fmt == "wide", show_labels=show_labels, headers=headers, now=now) if items else ""
+        if not items:
+            return ""
+        if kind is NODE_KIND:
+            return node_table(items, wide=fmt == "wide", show_labels=show_labels, headers=headers, now=now)
+        return object_table(items, kind, all_namespaces=all_namespaces, show_labels=show_labels, headers=headers)
     if fmt == "json" and not arg:
         return go_json(doc, indent=4) + "\n"
     if fmt == "yaml" and not arg:
         return kube_yaml(doc)
     if fmt == "name" and not arg:
-        return "".join(f"node/{n['metadata']['name']}\n" for n in items)
+        return "".join(f"{kind.qualified}/{n['metadata']['name']}\n" for n in items)
     if fmt in ("jsonpath", "jsonpath-as-json"):
         if not arg:
             raise KubectlError("error: template format specified but no template given")
@@ -2675,7 +3871,14 @@ def kubectl_completion(shell: str) -> str:
     raise KubectlError(f'error: Unsupported shell type "{shell}".')
 
 
-def load_kubeconfig(path: str | None) -> tuple[str, str, tuple[bytes, bytes] | None]:
+class Credentials:
+    """How kubectl authenticates: a client certificate or a bearer token from the kubeconfig."""
+
+    def __init__(self, cert: tuple[bytes, bytes] | None = None, token: str | None = None):
+        self.cert, self.token = cert, token
+
+
+def load_kubeconfig(path: str | None) -> tuple[str, str, Credentials]:
     candidates = [path] if path else []
     if not path:
         if os.environ.get("KUBECONFIG"):
@@ -2703,7 +3906,7 @@ def load_kubeconfig(path: str | None) -> tuple[str, str, tuple[bytes, bytes] | N
         if "client-certificate-data" in user:
             cert = (base64.b64decode(user["client-certificate-data"]),
                     base64.b64decode(user["client-key-data"]))
-        return cluster["server"], ca, cert
+        return cluster["server"], ca, Credentials(cert, user.get("token"))
     raise KubectlError("The connection to the server localhost:8080 was refused - "
                        "did you specify the right host or port?")
 
@@ -2751,7 +3954,8 @@ def _kubectl(argv: list[str], out: Any, err: Any) -> int:
     verb, args, flags = parse_kubectl_args(argv)
     if flags.get("help") == "true" or verb in ("", "help"):
         out.write(f"kubectl ({SIM_NAME}, test equipment, not kubectl): "
-                  f"{', '.join(sorted(KUBECTL_FLAGS))}; resource type: nodes\n")
+                  f"{', '.join(sorted(KUBECTL_FLAGS))}; resource types: {', '.join(k.plural for k in BUILTIN_KINDS)} "
+                  "and those of CustomResourceDefinitions\n")
         return 0
     if verb not in KUBECTL_FLAGS:
         raise _unknown_command(verb)
@@ -2764,11 +3968,13 @@ def _kubectl(argv: list[str], out: Any, err: Any) -> int:
         return 0
     if verb == "version" and flags.get("client") == "true":
         return _print_version(out, flags.get("output"), None)
-    server, ca, cert = load_kubeconfig(flags.get("kubeconfig"))
+    server, ca, creds = load_kubeconfig(flags.get("kubeconfig"))
+    cert = creds.cert
 
     def api(method: str, path: str, body: Any = None) -> Any:
         try:
-            return json.loads(https_request(server + path, method, body, cadata=ca, client_cert=cert, timeout=10))
+            return json.loads(https_request(server + path, method, body, cadata=ca, client_cert=cert,
+                                            bearer=creds.token, timeout=10))
         except HttpError as exc:
             try:
                 status = json.loads(exc.body)
@@ -2809,7 +4015,8 @@ def _kubectl(argv: list[str], out: Any, err: Any) -> int:
             if args:
                 raise KubectlError("error: arguments may not be passed when --raw is specified")
             try:
-                out.write(https_request(server + flags["raw"], cadata=ca, client_cert=cert).decode())
+                out.write(https_request(server + flags["raw"], cadata=ca, client_cert=cert,
+                                        bearer=creds.token).decode())
             except HttpError as exc:
                 raise KubectlError(f"Error from server: {exc.body}") from exc
             except OSError as exc:
@@ -2821,10 +4028,12 @@ def _kubectl(argv: list[str], out: Any, err: Any) -> int:
                 "of supported resources.\n\nerror: Required resource not specified.\n"
                 'Use "kubectl explain <resource>" for a detailed description of that resource '
                 "(e.g. kubectl explain pods).\nSee 'kubectl get -h' for help and examples")
-        names = _node_args(args)
         output = flags.get("output")
         if output is not None and output.partition("=")[0] not in KUBECTL_FORMATS:
             raise KubectlError(_unknown_format(output))  # as kubectl: the printer before the request
+        if args[0].partition("/")[0].split(",")[0] not in NODE_TYPES:
+            return _get_objects(args, flags, api, out, err)
+        names = _node_args(args)
         items, errors = targets(names, flags.get("ignore-not-found") == "true")
         if items or not errors:  # kubectl prints nothing but the error when every name is missing
             out.write(render_nodes(items, output, single=len(names) == 1,
@@ -2853,6 +4062,16 @@ def _kubectl(argv: list[str], out: Any, err: Any) -> int:
             if verb == "drain":
                 out.write(f"node/{name} drained\n")
         return 0
+    if verb == "apply":
+        return _apply(flags, api, out)
+    if verb == "create":
+        return _create(args, flags, api, out)
+    if verb == "delete" and "filename" in flags:
+        if args:
+            raise KubectlError("error: resource(s) were provided, but no name was specified")
+        return _delete_files(flags, api, out, err)
+    if verb == "delete" and args and args[0].partition("/")[0].split(",")[0] not in NODE_TYPES:
+        return _delete_objects(args, flags, api, out, err)
     if verb == "delete":
         if not args:
             raise KubectlError("error: You must provide one or more resources by argument or filename.")
@@ -2872,6 +4091,255 @@ def _kubectl(argv: list[str], out: Any, err: Any) -> int:
     if verb == "wait":
         return _wait(args, flags, targets, out, err)
     raise KubectlError(f'error: unknown command "{verb}" for "kubectl"')  # pragma: no cover - table and code agree
+
+
+def _discover(api: Any) -> list[Kind]:
+    """The resource types the server serves, read from its discovery documents as kubectl reads them."""
+    kinds: list[Kind] = []
+
+    def add(group_version: str, doc: dict[str, Any]) -> None:
+        group, _sep, version_ = group_version.rpartition("/")
+        for r in doc.get("resources") or []:
+            if "/" not in r["name"]:
+                kinds.append(Kind(r["kind"], group, version_, r["name"], r["namespaced"],
+                                  tuple(r.get("shortNames") or ()), tuple(r.get("verbs") or ())))
+
+    add("v1", api("GET", "/api/v1"))
+    for g in api("GET", "/apis").get("groups") or []:
+        gv = g["preferredVersion"]["groupVersion"]
+        add(gv, api("GET", f"/apis/{gv}"))
+    return kinds
+
+
+def _kind_named(kinds: list[Kind], text: str) -> Kind:
+    for k in kinds:
+        if text.lower() in k.names():
+            return k
+    raise KubectlError(f'error: the server doesn\'t have a resource type "{text}"')
+
+
+def _kind_of(kinds: list[Kind], doc: dict[str, Any], source: str) -> Kind:
+    for k in kinds:
+        if (k.api_version, k.kind) == (doc.get("apiVersion"), doc.get("kind")):
+            return k
+    meta = doc.get("metadata") or {}
+    raise KubectlError(f'error: resource mapping not found for name: "{meta.get("name", "")}" namespace: '
+                       f'"{meta.get("namespace", "")}" from "{source}": no matches for kind "{doc.get("kind")}" in '
+                       f'version "{doc.get("apiVersion")}"\nensure CRDs are installed first')
+
+
+def _resource_names(args: list[str], kinds: list[Kind]) -> list[tuple[Kind, str | None]]:
+    """kind [name...] | kind/name...: (kind, name) pairs; name None lists the kind."""
+    if "/" not in args[0]:
+        if "," in args[0]:
+            raise KubectlError(f"error: {SIM_NAME}: several resource types at once are not simulated")
+        kind = _kind_named(kinds, args[0])
+        return [(kind, n) for n in args[1:]] or [(kind, None)]
+    out: list[tuple[Kind, str | None]] = []
+    for a in args:
+        kind_text, _sep, name = a.partition("/")
+        if not name:
+            raise KubectlError("error: arguments in resource/name form must have a single resource and name")
+        out.append((_kind_named(kinds, kind_text), name))
+    return out
+
+
+def _object_path(kind: Kind, namespace: str | None, name: str | None = None) -> str:
+    return kind.prefix(namespace if kind.namespaced else None) + (f"/{name}" if name else "")
+
+
+def _get_objects(args: list[str], flags: dict[str, str], api: Any, out: Any, err: Any) -> int:
+    kinds = _discover(api)
+    pairs = _resource_names(args, kinds)
+    all_ns = flags.get("all-namespaces") == "true"
+    namespace = flags.get("namespace") or "default"
+    items: list[dict[str, Any]] = []
+    errors: list[str] = []
+    kind = pairs[0][0]
+    named = pairs[0][1] is not None
+    if named and "selector" in flags:
+        raise KubectlError("error: name cannot be provided when a selector is specified")
+    for k, name in pairs:
+        if name is None:
+            query = ("?labelSelector=" + urllib.parse.quote(flags["selector"])) if "selector" in flags else ""
+            items = api("GET", _object_path(k, None if all_ns else namespace) + query)["items"]
+        else:
+            try:
+                items.append(api("GET", _object_path(k, namespace, name)))
+            except _NotFound as exc:
+                if flags.get("ignore-not-found") != "true":
+                    errors.append(str(exc))
+    if items or not errors:
+        out.write(render_objects(items, flags.get("output"), kind, single=len(pairs) == 1 and named,
+                                 show_labels=flags.get("show-labels") == "true",
+                                 headers=flags.get("no-headers") != "true", all_namespaces=all_ns))
+    output = flags.get("output")
+    if not items and not errors and not named and (output is None or output.startswith("wide")):
+        err.write(f"No resources found in {namespace} namespace.\n" if kind.namespaced and not all_ns
+                  else "No resources found\n")
+    for e in errors:
+        err.write(e + "\n")
+    return 1 if errors else 0
+
+
+def _manifests(flags: dict[str, str]) -> tuple[str, list[dict[str, Any]]]:
+    """The objects of the -f file (or - for standard input), List items expanded."""
+    source = flags["filename"]
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    except OSError:
+        raise KubectlError(f'error: the path "{source}" does not exist') from None
+    try:
+        docs = yaml_load_all(text)
+    except YamlError as exc:
+        raise KubectlError(f'error: error parsing {source}: error converting YAML to JSON: {exc}') from exc
+    objects: list[dict[str, Any]] = []
+    for doc in docs:
+        if isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") and "items" in doc:
+            objects.extend(doc.get("items") or [])
+        elif isinstance(doc, dict):
+            objects.append(doc)
+        else:
+            raise KubectlError(f"error: error validating \"{source}\": error validating data: invalid object")
+    for obj in objects:
+        if not obj.get("kind"):
+            raise KubectlError(f'error: error validating "{source}": error validating data: kind not set')
+        if not obj.get("apiVersion"):
+            raise KubectlError(f'error: error validating "{source}": error validating data: apiVersion not set')
+    return source, objects
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _merge_diff(old: Any, new: Any) -> Any:
+    """The merge patch that turns the last applied configuration into the new one (removed keys: null)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return copy.deepcopy(new)
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    for k, v in new.items():
+        if k not in old:
+            patch[k] = copy.deepcopy(v)
+        elif old[k] != v:
+            patch[k] = _merge_diff(old[k], v)
+    return patch
+
+
+def _apply(flags: dict[str, str], api: Any, out: Any) -> int:
+    if "filename" not in flags:
+        raise KubectlError("error: must specify one of -f and -k\nSee 'kubectl apply -h' for help and examples")
+    source, objects = _manifests(flags)
+    kinds = _discover(api)
+    for obj in objects:
+        kind = _kind_of(kinds, obj, source)
+        meta = obj.setdefault("metadata", {})
+        ns = (meta.get("namespace") or flags.get("namespace") or "default") if kind.namespaced else None
+        if kind.namespaced:
+            meta["namespace"] = ns
+        applied = copy.deepcopy(obj)
+        applied.get("metadata", {}).get("annotations", {}).pop(LAST_APPLIED, None)
+        meta.setdefault("annotations", {})[LAST_APPLIED] = go_json(applied) + "\n"
+        name = meta.get("name", "")
+        try:
+            current = api("GET", _object_path(kind, ns, name))
+        except _NotFound:
+            api("POST", _object_path(kind, ns), obj)
+            out.write(f"{kind.qualified}/{name} created\n")
+            continue
+        last_text = ((current.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+        last = json.loads(last_text) if last_text else {}
+        if last == applied:
+            out.write(f"{kind.qualified}/{name} unchanged\n")
+            continue
+        patch = _merge_diff(last, applied)
+        patch.setdefault("metadata", {}).setdefault("annotations", {})[LAST_APPLIED] = go_json(applied) + "\n"
+        api("PATCH", _object_path(kind, ns, name), patch)
+        out.write(f"{kind.qualified}/{name} configured\n")
+    return 0
+
+
+def _wait_gone(paths: list[str], flags: dict[str, str], api: Any) -> None:
+    """kubectl delete waits (--wait, the default) until what it deleted is gone (a namespace terminates)."""
+    if flags.get("wait") == "false":
+        return
+    deadline = time.monotonic() + (_duration(flags["timeout"]) if flags.get("timeout") else 60)
+    for path in paths:
+        while True:
+            try:
+                api("GET", path)
+            except _NotFound:
+                break
+            if time.monotonic() > deadline:
+                raise KubectlError("error: timed out waiting for the condition")
+            time.sleep(0.3)
+
+
+def _delete_files(flags: dict[str, str], api: Any, out: Any, err: Any) -> int:
+    source, objects = _manifests(flags)
+    kinds = _discover(api)
+    failed = 0
+    deleted = []
+    for obj in objects:
+        kind = _kind_of(kinds, obj, source)
+        meta = obj.get("metadata") or {}
+        ns = (meta.get("namespace") or flags.get("namespace") or "default") if kind.namespaced else None
+        try:
+            api("DELETE", _object_path(kind, ns, meta.get("name", "")))
+            deleted.append(_object_path(kind, ns, meta.get("name", "")))
+            out.write(f'{kind.qualified} "{meta.get("name", "")}" deleted\n')
+        except _NotFound as exc:
+            if flags.get("ignore-not-found") != "true":
+                err.write(str(exc).replace("Error from server (NotFound): ",
+                                           f'Error from server (NotFound): error when deleting "{source}": ') + "\n")
+                failed = 1
+    _wait_gone(deleted, flags, api)
+    return failed
+
+
+def _delete_objects(args: list[str], flags: dict[str, str], api: Any, out: Any, err: Any) -> int:
+    kinds = _discover(api)
+    namespace = flags.get("namespace") or "default"
+    failed = 0
+    pairs = _resource_names(args, kinds)
+    if pairs[0][1] is None:
+        raise KubectlError("error: resource(s) were provided, but no name was specified")
+    deleted = []
+    for kind, name in pairs:
+        try:
+            api("DELETE", _object_path(kind, namespace, name))
+            deleted.append(_object_path(kind, namespace, name))
+            out.write(f'{kind.qualified} "{name}" deleted\n')
+        except _NotFound as exc:
+            if flags.get("ignore-not-found") != "true":
+                err.write(f"{exc}\n")
+                failed = 1
+    _wait_gone(deleted, flags, api)
+    return failed
+
+
+def _create(args: list[str], flags: dict[str, str], api: Any, out: Any) -> int:
+    if not args or args[0] != "token":
+        what = f"kubectl create {args[0]}" if args else "kubectl create without a subcommand"
+        raise KubectlError(f"error: {SIM_NAME}: {what} is not simulated (kubectl create token is)")
+    if len(args) != 2:
+        raise KubectlError("error: exactly one SA name is required\nSee 'kubectl create token -h' for help and "
+                           "examples")
+    spec: dict[str, Any] = {}
+    if "duration" in flags:
+        seconds = int(_duration(flags["duration"]))
+        if seconds <= 0:
+            raise KubectlError("error: --duration must be greater than or equal to 0")
+        spec["expirationSeconds"] = seconds
+    if "audience" in flags:
+        spec["audiences"] = [flags["audience"]]
+    ns = flags.get("namespace") or "default"
+    try:
+        reply = api("POST", f"/api/v1/namespaces/{ns}/serviceaccounts/{args[1]}/token",
+                    {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
+    except KubectlError as exc:
+        raise KubectlError(f"error: failed to create token: {str(exc).partition('): ')[2] or exc}") from exc
+    out.write(reply["status"]["token"] + "\n")
+    return 0
 
 
 def _print_version(out: Any, output: str | None, server: dict[str, Any] | None) -> int:

@@ -116,10 +116,32 @@ def test_yaml_scalars(text: str, value: object) -> None:
     assert sim.yaml_load(text) == value
 
 
-@pytest.mark.parametrize("text", ["a: |\n  block\n", "a: 'unterminated\n", "- a\nb: 1\n", "a:\n\t- x\n"])
+@pytest.mark.parametrize("text", ["a: &anchor 1\n", "a: *alias\n", "a: !!str 1\n", "a: 'unterminated\n",
+                                  "- a\nb: 1\n", "a:\n\t- x\n"])
 def test_yaml_reader_rejects_what_it_does_not_understand(text: str) -> None:
     with pytest.raises(sim.YamlError):
         sim.yaml_load(text)
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("a: |\n  one\n  # kept\n\n  three\nb: 1\n", {"a": "one\n# kept\n\nthree\n", "b": 1}),
+    ("a: |-\n  x\n\n", {"a": "x"}),
+    ("a: |+\n  x\n\nb: 2\n", {"a": "x\n\n", "b": 2}),
+    ("a: >\n  one\n  two\n\n  three\n    kept\n", {"a": "one two\nthree\n  kept\n"}),
+    ("a: |2\n    indented\n", {"a": "  indented\n"}),
+    ("- |\n  item\n- b\n", ["item\n", "b"]),
+    ("spec:\n  valuesContent: |-\n    replicas: 2\n    image:\n      tag: v1\n  after: x\n",
+     {"spec": {"valuesContent": "replicas: 2\nimage:\n  tag: v1", "after": "x"}}),
+])
+def test_yaml_block_scalars(text: str, value: object) -> None:
+    assert sim.yaml_load(text) == value
+
+
+def test_yaml_documents_in_one_stream() -> None:
+    stream = ("# leading comment\n---\napiVersion: v1\nkind: A\n---\n# only a comment\n---\n"
+              "kind: B\n...\n--- {\"kind\": \"C\"}\n")
+    assert sim.yaml_load_all(stream) == [{"apiVersion": "v1", "kind": "A"}, {"kind": "B"}, {"kind": "C"}]
+    assert sim.yaml_load_all('{\n  "kind": "D",\n  "items": [1,\n 2]\n}\n') == [{"kind": "D", "items": [1, 2]}]
 
 
 # --- tokens

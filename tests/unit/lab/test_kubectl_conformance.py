@@ -105,10 +105,10 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
 
 
 def test_a_verb_kubectl_has_but_the_simulator_lacks_is_an_unknown_command_before_its_flags() -> None:
-    rc, out, err = _run(["apply", "-f", "x.yaml"])
+    rc, out, err = _run(["patch", "--type", "merge", "node/x"])
     assert (rc, out) == (1, "")
-    assert err.splitlines() == ['error: unknown command "apply" for "kubectl"',
-                                f"({sim.SIM_NAME}: kubectl apply is not simulated)"]
+    assert err.splitlines() == ['error: unknown command "patch" for "kubectl"',
+                                f"({sim.SIM_NAME}: kubectl patch is not simulated)"]
 
 
 def test_unknown_command_is_kubectls_error_and_names_the_simulator() -> None:
