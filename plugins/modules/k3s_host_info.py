@@ -75,6 +75,13 @@ options:
     type: list
     elements: str
     default: []
+  listings:
+    description:
+      - Directories whose regular files are listed (under C(listings), by directory) and described as in
+        O(paths) (under C(files), by their full path). A missing directory lists nothing.
+    type: list
+    elements: str
+    default: []
   user_paths:
     description:
       - Paths relative to the home of every login user (uid 1000 to 59999), described as in O(paths)
@@ -186,6 +193,11 @@ users:
   description: Login users (uid 1000 to 59999) and their C(home), C(uid) and C(gid).
   returned: always
   type: dict
+listings:
+  description: Per directory of O(listings), the names of its regular files, sorted.
+  returned: always
+  type: dict
+  sample: {/var/lib/rancher/k3s/server/manifests/pik3s: [headlamp.yaml]}
 blocks:
   description: Per C(~user/path) of O(user_blocks), the text between the markers, or null when there is no block.
   returned: always
@@ -454,6 +466,16 @@ def read_state(host, params, users):
         files[path] = host.describe(path, key, "secret")
     for path in params["token_files"]:
         files[path] = host.describe(path, key, "token")
+    listings = {}
+    for directory in params["listings"]:
+        try:
+            names = sorted(n for n in os.listdir(host.path(directory))
+                           if os.path.isfile(os.path.join(host.path(directory), n)))
+        except OSError:
+            names = []
+        listings[directory] = names
+        for name in names:
+            files[os.path.join(directory, name)] = host.describe(os.path.join(directory, name))
     blocks = {}
     for name in users:
         for rel in params["user_paths"]:
@@ -472,7 +494,7 @@ def read_state(host, params, users):
     return {"os": host.os_release(), "pi_model": host.pi_model(), "cpu": host.cpu(), "hostname": platform.node(),
             "kernel": {"release": host.release}, "memory_cgroup": host.memory_cgroup(), "swap": host.swap(),
             "kernel_modules": host.kernel_modules(), "sysctls": host.sysctl_values(sysctl_keys),
-            "files": files, "contents": contents, "users": users, "blocks": blocks}
+            "files": files, "contents": contents, "users": users, "blocks": blocks, "listings": listings}
 
 
 ARGUMENT_SPEC = {
@@ -484,6 +506,7 @@ ARGUMENT_SPEC = {
     "units": {"type": "list", "elements": "str", "default": []},
     "sysctls": {"type": "list", "elements": "str", "default": []},
     "sysctl_files": {"type": "list", "elements": "str", "default": []},
+    "listings": {"type": "list", "elements": "str", "default": []},
     "user_paths": {"type": "list", "elements": "str", "default": []},
     "user_secret_paths": {"type": "list", "elements": "str", "default": [], "no_log": False},
     "user_blocks": {"type": "list", "elements": "dict", "default": [],

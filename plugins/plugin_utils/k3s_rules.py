@@ -37,6 +37,7 @@ from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_token import (
     parse_token,
 )
 from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_version import parse_version
+from ansible_collections.pik3s.cluster.plugins.plugin_utils import k3s_addons
 from ansible_collections.pik3s.cluster.plugins.plugin_utils.k3s_release import IMAGES_NAME
 
 COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -61,6 +62,8 @@ CLUSTER_WIDE = (
     "k3s_api_endpoint", "k3s_api_port", "k3s_server_group", "k3s_agent_group", "k3s_cluster_config",
     "k3s_agent_batch", "k3s_upgrade_batch",
 )
+# One value for all servers (what K3s's auto-deploy directory holds: K3s does not sync it between servers).
+SERVER_WIDE = ("k3s_server_manifests", "k3s_helm_charts", "k3s_addons", "k3s_addon_overrides", "k3s_addon_access")
 # What K3s compares when a server joins ("critical configuration value mismatch"): equal on every server.
 SERVER_EQUAL_KEYS = (
     "cluster-cidr", "service-cidr", "cluster-dns", "cluster-domain", "disable", "disable-cloud-controller",
@@ -452,14 +455,22 @@ def _problems(description):
         if len({repr(v) for v in values.values()}) > 1:
             p.append(f"{name} differs between hosts ({_members_text(cluster, values, is_secret_name(name))}): it is "
                      "one setting for the whole cluster; set it once, in group_vars of k3s_cluster (or all)")
+    for name in SERVER_WIDE:
+        values = {h: value(h, name) for h in servers if h in typed}
+        if len({repr(v) for v in values.values()}) > 1:
+            p.append(f"{name} differs between servers ({_members_text(list(values), values, True)}): every server "
+                     "must hold the same auto-deploy manifests; set it once, in group_vars of the server group "
+                     "(or k3s_cluster)")
     first = cluster[0] if cluster else None
     cvars = {name: value(first, name) for name in CLUSTER_WIDE} if first else {}
+    first_server = next((h for h in servers if h in typed), None)
+    svars = {name: value(first_server, name) for name in SERVER_WIDE} if first_server else {}
 
     # Per-host values beyond their type (a problem every host shares is reported once).
     by_message = {}
     for h in cluster:
         for name, val in typed[h].items():
-            if name in CLUSTER_WIDE and name not in CONFIG_VARS + BATCH_VARS + tuple(RANGES):
+            if name in CLUSTER_WIDE + SERVER_WIDE and name not in CONFIG_VARS + BATCH_VARS + tuple(RANGES):
                 continue  # one value: checked once below
             for problem in _value_problems(name, val):
                 by_message.setdefault(problem, []).append(h)
@@ -511,6 +522,11 @@ def _problems(description):
                                       what="an IP address or DNS name (no scheme, no port: set k3s_api_port)"))
         p.extend(_airgap_problems(cvars.get("k3s_airgap_dir") or "", version,
                                   [(hosts.get(h) or {}).get("arch") for h in cluster]))
+        if svars:
+            p.extend(k3s_addons.problems(svars.get("k3s_server_manifests"), svars.get("k3s_helm_charts"),
+                                         svars.get("k3s_addons"), svars.get("k3s_addon_overrides"),
+                                         svars.get("k3s_addon_access") or "read-only",
+                                         cvars.get("k3s_airgap_dir") or ""))
         # What K3s compares when a server joins.
         for key in SERVER_EQUAL_KEYS:
             seen = {}

@@ -1,8 +1,9 @@
 """pik3s: deploy and operate K3s clusters on Raspberry Pis and Debian/Ubuntu hosts.
 
 The API (``pik3s.deploy``, ``check``, ``add_nodes``, ``upgrade``,
-``remove_nodes``, ``backup``, ``restore``, ``reset``, ``status`` and the
-asynchronous ``start``) is in ``pik3s.api``; results in ``pik3s.results``.
+``remove_nodes``, ``backup``, ``restore``, ``reset``, ``status``,
+``dashboard`` and the asynchronous ``start``) is in ``pik3s.api``; results
+in ``pik3s.results``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pik3s.api import (
     add_nodes,
     backup,
     check,
+    dashboard,
     deploy,
     remove_nodes,
     reset,
@@ -23,5 +25,5 @@ from pik3s.api import (
 )
 from pik3s.results import Result
 
-__all__ = ["Result", "__version__", "add_nodes", "backup", "check", "deploy", "remove_nodes", "reset",
+__all__ = ["Result", "__version__", "add_nodes", "backup", "check", "dashboard", "deploy", "remove_nodes", "reset",
            "restore", "start", "status", "upgrade"]

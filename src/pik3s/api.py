@@ -21,17 +21,18 @@ from pik3s.errors import Pik3sError
 from pik3s.inventory import Vault, collection_module
 from pik3s.results import Result
 from pik3s.runner import OPERATIONS, EventCallback, Run, prepare
+from pik3s.ui import DashboardAccess, access, parse_duration
 
 Inventory = str | Path | dict[str, Any]
 
 
 def _operation_arguments(operation: str, *, extravars: dict[str, Any] | None, limit: str | list[str] | None,
                          nodes: list[str] | None, version: str | None, backup_dir: str | Path | None,
-                         confirm: bool, revert_prepare: bool) -> dict[str, Any]:
+                         confirm: bool, revert_prepare: bool, addon: str | None = None) -> dict[str, Any]:
     """What ``operation`` itself adds to the caller's extra variables and limit (its own values win),
     after its own checks: the one place for each operation's parameters, for the API and the CLI."""
     given = {"nodes": nodes, "version": version, "backup_dir": backup_dir, "confirm": confirm,
-             "revert_prepare": revert_prepare}
+             "revert_prepare": revert_prepare, "addon": addon}
     stray = [k for k, v in given.items() if v not in (None, False) and k not in _PARAMETERS.get(operation, ())]
     if stray:
         raise Pik3sError(f"{operation} takes no {', '.join(stray)}")
@@ -54,6 +55,8 @@ def _operation_arguments(operation: str, *, extravars: dict[str, Any] | None, li
         if problems:
             raise Pik3sError(" | ".join(problems))
         own["k3s_restore"] = path
+    elif operation == "dashboard" and addon:
+        own["k3s_dashboard_addon"] = addon
     elif operation == "reset":
         if not confirm:
             raise Pik3sError("reset removes K3s and all its data: pass confirm=True (CLI: --yes)")
@@ -62,7 +65,7 @@ def _operation_arguments(operation: str, *, extravars: dict[str, Any] | None, li
 
 
 _PARAMETERS = {"add_nodes": ("nodes",), "remove_nodes": ("nodes",), "upgrade": ("version",),
-               "restore": ("backup_dir",), "reset": ("confirm", "revert_prepare")}
+               "restore": ("backup_dir",), "reset": ("confirm", "revert_prepare"), "dashboard": ("addon",)}
 
 
 def start(operation: str, inventory: Inventory, *, extravars: dict[str, Any] | None = None,
@@ -70,7 +73,7 @@ def start(operation: str, inventory: Inventory, *, extravars: dict[str, Any] | N
           timeout: int | None = None, state_dir: Path | None = None, nodes: list[str] | None = None,
           version: str | None = None, backup_dir: str | Path | None = None, confirm: bool = False,
           revert_prepare: bool = False, vault_ids: list[str] | None = None,
-          vault_password_files: list[str] | None = None) -> Run | Result:
+          vault_password_files: list[str] | None = None, addon: str | None = None) -> Run | Result:
     """Start ``operation`` (a key of ``OPERATIONS``) and return its Run at once, or the ``invalid``
     Result when the inventory breaks the preflight rules. ``nodes`` (add_nodes, remove_nodes),
     ``version`` (upgrade), ``backup_dir`` (restore), ``confirm`` and ``revert_prepare`` (reset) are
@@ -79,7 +82,8 @@ def start(operation: str, inventory: Inventory, *, extravars: dict[str, Any] | N
     if operation not in OPERATIONS:
         raise Pik3sError(f"unknown operation {operation!r} (one of {', '.join(OPERATIONS)})")
     arguments = _operation_arguments(operation, extravars=extravars, limit=limit, nodes=nodes, version=version,
-                                     backup_dir=backup_dir, confirm=confirm, revert_prepare=revert_prepare)
+                                     backup_dir=backup_dir, confirm=confirm, revert_prepare=revert_prepare,
+                                     addon=addon)
     vault = Vault(tuple(vault_ids or ()), tuple(vault_password_files or ()))
     prepared = prepare(operation, inventory, verbosity=verbosity, on_event=on_event, timeout=timeout,
                        state_dir=state_dir, vault=vault, **arguments)
@@ -141,3 +145,16 @@ def reset(inventory: Inventory, *, confirm: bool = False, revert_prepare: bool =
 def status(inventory: Inventory, **kw: Any) -> Result:
     """The cluster as its first server sees it (``Result.cluster``); changes nothing."""
     return _run("status", inventory, **kw)
+
+
+def dashboard(inventory: Inventory, addon: str | None = None, duration: str = "1h",
+              **kw: Any) -> tuple[Result, DashboardAccess | None]:
+    """Make sure the UI add-on (``addon``, else the first of k3s_addons) is deployed, then return how to
+    open it and a fresh token of ``duration`` (10m to 48h), asked of the API directly: the token is in
+    the returned DashboardAccess only, never in the Result, its events or logs."""
+    parse_duration(duration)  # a bad duration fails before anything runs
+    result = _run("dashboard", inventory, addon=addon, **kw)
+    info = result.data.get("pik3s_dashboard")
+    if not result.ok or not isinstance(info, dict):
+        return result, None
+    return result, access(info, duration)

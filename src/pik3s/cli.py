@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from pik3s import __version__, api
+from pik3s import __version__, api, ui
 from pik3s import inventory as inventory_mod
 from pik3s.errors import Pik3sError, UsageError
 from pik3s.lab import image, lab, spec
@@ -237,13 +237,19 @@ def run_operation(args: argparse.Namespace, operation: str, extravars: dict[str,
                   **params: Any) -> int:
     """Run ``operation`` with the common options and its own ``params`` (see ``api.start``); -e values
     win over ``extravars``."""
+    return _report(args, _run_with_view(args, operation, extravars, **params))
+
+
+def _run_with_view(args: argparse.Namespace, operation: str, extravars: dict[str, Any] | None = None,
+                   **params: Any) -> Result:
+    """The run of ``operation`` with its live view, and its Result."""
     op = OPERATIONS[operation]
     started = api.start(operation, args.inventory,
                         extravars={**(extravars or {}), **parse_extravars(args.extra_vars)},
                         limit=args.limit, verbosity=args.verbose, timeout=args.timeout, **vault_options(args),
                         **params)
     if isinstance(started, Result):  # invalid inventory: nothing ran
-        return _report(args, started)
+        return started
     view = _views(args, op.title, plays(playbook_path(op.playbook)), started.hosts)
     try:
         for ev in started.events():
@@ -256,7 +262,7 @@ def run_operation(args: argparse.Namespace, operation: str, extravars: dict[str,
             pass
     if view is not None:
         view.close()
-    return _report(args, started.wait())
+    return started.wait()
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -308,6 +314,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(cluster_table(result))
         return EXIT_OK if result.cluster.nodes else EXIT_ERROR
     print(summary(result))
+    return result.exit_code
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    ui.parse_duration(args.duration)  # before anything runs
+    result = _run_with_view(args, "dashboard", addon=args.addon)
+    info = result.data.get("pik3s_dashboard")
+    if not result.ok or not isinstance(info, dict):
+        return _report(args, result)
+    access = ui.access(info, args.duration)  # the token: asked of the API here, printed here only
+    if args.output == "text":
+        print(ui.text(access))
+    else:
+        print(json.dumps({"result": result.to_dict(), "dashboard": access.to_dict()}, indent=1))
     return result.exit_code
 
 
@@ -445,6 +465,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="nodes, roles, Ready, versions, from the first server")
     add_run(p, limit=False)
     p.set_defaults(func=cmd_status, limit=None)
+
+    p = sub.add_parser("dashboard", help="make sure the UI add-on is deployed; print how to open it and a "
+                                         "short-lived token (the token is printed here only)")
+    p.add_argument("--addon", choices=("headlamp", "dashboard"), default=None,
+                   help="the UI add-on (default: the first UI add-on in k3s_addons)")
+    p.add_argument("--duration", default=ui.DEFAULT_DURATION,
+                   help="the token's lifetime, 10m to 48h (default: %(default)s)")
+    add_run(p, limit=False)
+    p.set_defaults(func=cmd_dashboard, limit=None)
 
     p = sub.add_parser("demo", help="bring up the seed lab (3 x Pi 4 + 2 x Pi 3) and deploy K3s onto it")
     p.add_argument("demo_command", nargs="?", choices=("up", "down"), default="up",

@@ -55,6 +55,7 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("restore", "restore", "restore"),
     Operation("reset", "reset", "reset (remove K3s)"),
     Operation("status", "status", "cluster status"),
+    Operation("dashboard", "dashboard", "UI add-on"),
 )}
 
 

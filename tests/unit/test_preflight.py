@@ -158,6 +158,33 @@ CASES = [
      "value differs (critical configuration value mismatch); set it once, in k3s_cluster_config"),
     (["s1", "s2", "s3"], ["a1"], {"s3": {"k3s_server_config": {"disable": ["traefik"]}}}, {},
      "'disable' differs between servers"),
+    # Manifests, charts and add-ons (K3s's auto-deploy directory).
+    (["s1"], ["a1"], {}, {"k3s_server_manifests": [{"name": "My_App", "content": "x: 1"}]},
+     "k3s_server_manifests[0] name 'My_App' is not a valid Kubernetes object name: K3s names the manifest's "
+     "Addon after it"),
+    (["s1"], ["a1"], {}, {"k3s_server_manifests": [{"name": "traefik", "content": "x: 1"}]},
+     "k3s_server_manifests[0] name 'traefik' is the name of one of K3s's packaged components"),
+    (["s1"], ["a1"], {}, {"k3s_server_manifests": [{"name": "app", "content": "x: 1", "src": "app.yaml"}]},
+     "k3s_server_manifests[0] ('app') needs exactly one of content, src or template (it has content, src)"),
+    (["s1"], ["a1"], {}, {"k3s_server_manifests": [{"name": "app", "contents": "x: 1"}]},
+     "k3s_server_manifests[0]: unknown key 'contents' (known: name, content, src, template)"),
+    (["s1"], ["a1"], {}, {"k3s_server_manifests": [{"name": "headlamp", "content": "x: 1"}],
+                          "k3s_addons": ["headlamp"]},
+     "k3s_addons[0] and k3s_server_manifests[0] both use the name 'headlamp'"),
+    (["s1"], ["a1"], {}, {"k3s_helm_charts": [{"name": "web", "chart": "nginx", "repo": "charts.example.com"}]},
+     "k3s_helm_charts[0] repo 'charts.example.com' must be an http(s) URL of a Helm chart repository"),
+    (["s1"], ["a1"], {}, {"k3s_helm_charts": [{"name": "web", "repo": "https://charts.example.com"}]},
+     "k3s_helm_charts[0] ('web') needs chart: the chart's name in its repository"),
+    (["s1"], ["a1"], {}, {"k3s_helm_charts": [{"name": "web", "chart": "nginx", "repo": "https://c.example",
+                                               "version": 1.2}]},
+     "k3s_helm_charts[0] version must be a string (quote it in YAML"),
+    (["s1"], ["a1"], {}, {"k3s_addons": ["grafana"]},
+     "k3s_addons[0] 'grafana' is not a pik3s add-on: choose from dashboard, headlamp"),
+    (["s1"], ["a1"], {}, {"k3s_addon_overrides": {"headlamp": {"tag": "x"}}},
+     "k3s_addon_overrides.headlamp: unknown key 'tag' (known: version, repo, values, namespace)"),
+    (["s1"], ["a1"], {}, {"k3s_addon_access": "root"}, "k3s_addon_access 'root' must be read-only"),
+    (["s1", "s2", "s3"], ["a1"], {"s2": {"k3s_addons": ["headlamp"]}}, {},
+     "k3s_addons differs between servers (s1, s3 | s2): every server must hold the same auto-deploy manifests"),
 ]
 
 

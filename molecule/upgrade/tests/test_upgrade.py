@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -131,3 +132,120 @@ def test_rolling_upgrade_keeps_the_api_answering(host) -> None:
                 "k3s_upgrade_force=true if you know it is safe")
     assert expected in failure_messages(down.stdout, "srv1"), down.stdout[-3000:]
     assert _versions(kubeconfig) == dict.fromkeys(NODES, NEW)  # nothing moved
+
+
+# ---------------------------------------------------------------- add-ons and auto-deploy manifests
+
+MANIFESTS = "/var/lib/rancher/k3s/server/manifests/pik3s"
+REMOVED = "/var/lib/rancher/k3s/server/pik3s-removed-manifests"
+LAB_VARS = yaml.safe_load((Path(__file__).resolve().parents[1] / "lab.yml").read_text())["vars"]
+SERVERS = ["srv1", "srv2", "srv3"]
+
+
+def _server_files(name: str) -> dict[str, str]:
+    """sha256, mode and owner of every file in pik3s's manifests directory of a server."""
+    import testinfra
+    other = testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+    out = other.check_output(f"sudo sh -c 'cd {MANIFESTS} && for f in *; do [ -f \"$f\" ] && "
+                             "echo \"$f $(stat -c %a:%U \"$f\") $(sha256sum < \"$f\" | cut -c1-64)\"; done'")
+    return {line.split()[0]: " ".join(line.split()[1:]) for line in out.splitlines()}
+
+
+def _bearer_get(kubeconfig: dict, path: str, token: str) -> tuple[int, dict]:
+    import base64
+    import http.client
+    import ssl
+    cluster = kubeconfig["clusters"][0]["cluster"]
+    name, port = cluster["server"].removeprefix("https://").rsplit(":", 1)
+    tls = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+    conn = http.client.HTTPSConnection(name, int(port), context=tls, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def _pik3s(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    return subprocess.run([sys.executable, "-m", "pik3s.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=900, check=False)
+
+
+def test_manifests_charts_and_addons_are_on_every_server_alike(host) -> None:
+    if host.backend.get_hostname() != "srv1":
+        return
+    files = {srv: _server_files(srv) for srv in SERVERS}
+    assert sorted(files["srv1"]) == ["dashboard.yaml", "headlamp.yaml", "hello.yaml", "team-reader.yaml",
+                                     "team-settings.yaml"]
+    assert files["srv2"] == files["srv1"] and files["srv3"] == files["srv1"]
+    assert {v.split()[0] for v in files["srv1"].values()} == {"600:root"}
+    kubeconfig = yaml.safe_load((INVENTORY / ".kube" / "k3s.yaml").read_text())
+    cm = api_get(kubeconfig, "/api/v1/namespaces/team/configmaps/settings")
+    assert cm["data"] == {"greeting": "hello\nfrom pik3s\n"}
+    assert cm["metadata"]["annotations"]["objectset.rio.cattle.io/owner-name"] == "team-settings"
+    api_get(kubeconfig, "/api/v1/namespaces/team/serviceaccounts/reader")
+    chart = api_get(kubeconfig, "/apis/helm.cattle.io/v1/namespaces/kube-system/helmcharts/hello")
+    assert (chart["spec"]["chart"], chart["spec"]["version"], chart["spec"]["targetNamespace"]) == (
+        "hello", "1.0.0", "team")
+    assert yaml.safe_load(chart["spec"]["valuesContent"]) == {"greeting": "two\nlines", "replicaCount": 2}
+    for name in ("hello", "headlamp", "dashboard"):
+        job = api_get(kubeconfig, f"/apis/batch/v1/namespaces/kube-system/jobs/helm-install-{name}")
+        assert job["status"].get("succeeded") == 1, job["status"]
+    release = api_get(kubeconfig, "/api/v1/namespaces/team/secrets/sh.helm.release.v1.hello.v1")
+    assert release["metadata"]["labels"]["status"] == "deployed"
+    addon = api_get(kubeconfig, "/apis/k3s.cattle.io/v1/namespaces/kube-system/addons/headlamp")
+    assert addon["spec"]["source"] == f"{MANIFESTS}/headlamp.yaml"
+
+
+def test_dashboard_gives_a_short_lived_token_that_reads_the_cluster(host) -> None:
+    if host.backend.get_hostname() != "srv1":
+        return
+    kubeconfig = yaml.safe_load((INVENTORY / ".kube" / "k3s.yaml").read_text())
+    for addon, namespace, service in (("headlamp", "headlamp", "svc/headlamp 8080:80"),
+                                      ("dashboard", "kubernetes-dashboard", "svc/kubernetes-dashboard-kong-proxy "
+                                                                            "8443:443")):
+        run = _pik3s("dashboard", "-i", str(INVENTORY), "--addon", addon, "--duration", "15m", "--output", "json",
+                     "-e", f"k3s_version={NEW}")
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        out = json.loads(run.stdout)
+        access = out["dashboard"]
+        assert (access["addon"], access["namespace"], access["account"]) == (addon, namespace, "read-only-user")
+        assert service in access["port_forward"]
+        assert access["token"] not in json.dumps(out["result"])  # the token is in the dashboard part only
+        status, nodes = _bearer_get(kubeconfig, "/api/v1/nodes", access["token"])
+        assert status == 200 and len(nodes["items"]) == 4
+        status, _ = _bearer_get(kubeconfig, "/api/v1/namespaces/kube-system/secrets", access["token"])
+        assert status == 403  # read-only: no Secrets
+    # An account of the add-on's namespace without the binding: refused.
+    token = host.check_output("sudo k3s kubectl -n headlamp create token default").strip()
+    status, body = _bearer_get(kubeconfig, "/api/v1/nodes", token)
+    assert status == 403, body
+    assert body["message"] == ('nodes is forbidden: User "system:serviceaccount:headlamp:default" cannot list '
+                               'resource "nodes" in API group "" at the cluster scope')
+
+
+def test_removed_manifests_and_addons_are_deleted_with_their_objects(host) -> None:
+    if host.backend.get_hostname() != "srv1":
+        return
+    kept = [m for m in LAB_VARS["k3s_server_manifests"] if m["name"] != "team-reader"]
+    extra = json.dumps({"k3s_version": NEW, "k3s_addons": ["headlamp"], "k3s_server_manifests": kept})
+    run = run_playbook("playbooks/site.yml", "-e", extra)
+    assert run.returncode == 0, run.stdout[-5000:]
+    for srv in SERVERS:
+        assert sorted(_server_files(srv)) == ["headlamp.yaml", "hello.yaml", "team-settings.yaml"], srv
+    kubeconfig = yaml.safe_load((INVENTORY / ".kube" / "k3s.yaml").read_text())
+    gone = ["/api/v1/namespaces/team/serviceaccounts/reader", "/api/v1/namespaces/kubernetes-dashboard",
+            "/apis/helm.cattle.io/v1/namespaces/kube-system/helmcharts/dashboard",
+            "/apis/k3s.cattle.io/v1/namespaces/kube-system/addons/dashboard",
+            "/apis/k3s.cattle.io/v1/namespaces/kube-system/addons/team-reader"]
+    for path in gone:
+        with pytest.raises(AssertionError, match="not found"):
+            api_get(kubeconfig, path)
+    api_get(kubeconfig, "/api/v1/namespaces/team/configmaps/settings")  # the others stay
+    api_get(kubeconfig, "/apis/helm.cattle.io/v1/namespaces/kube-system/helmcharts/headlamp")
+    assert host.check_output(f"sudo ls -A {REMOVED}") == ""
+    again = run_playbook("playbooks/site.yml", "-e", extra)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert {h: c["changed"] for h, c in recap(again.stdout).items()} == dict.fromkeys(NODES, 0)

@@ -2842,6 +2842,12 @@ def apply_object_op(state: dict[str, Any], op: dict[str, Any]) -> None:
         generation += 1
     meta["generation"] = generation
     store[key] = obj
+    if op["kind"] == "Namespace" and current is None:  # the service-account controller's default account
+        name = meta["name"]
+        objects.setdefault("/serviceaccounts", {}).setdefault(f"{name}/default", {
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "default", "namespace": name, "creationTimestamp": op["now"],
+                         "uid": uuid_for(f"{meta['uid']}/default"), "resourceVersion": meta["resourceVersion"]}})
 
 
 def _ago(obj: dict[str, Any]) -> str:
@@ -2905,18 +2911,21 @@ def job_status(job: dict[str, Any]) -> str:
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 DEPLOY_SECONDS = float(os.environ.get("PIK3S_SIM_DEPLOY_SECONDS", "2"))
 HELM_RETRY_SECONDS = float(os.environ.get("PIK3S_SIM_HELM_RETRY", "10"))
+ADDON_RETRY_SECONDS = float(os.environ.get("PIK3S_SIM_ADDON_RETRY", "5"))
 ADDON_KIND, HELMCHART_KIND, JOB_KIND, SECRET_KIND = (KINDS[k] for k in ("Addon", "HelmChart", "Job", "Secret"))
 
 
 class DeployController:
     """K3s's deploy controller on one server: every file under server/manifests is applied when it is new
     or its modification time changes (and at start), its objects tracked by an Addon of the file's base
-    name in kube-system; objects dropped from a changed file are deleted; a deleted file's objects stay."""
+    name in kube-system; objects dropped from a changed file are deleted; a deleted file's objects stay;
+    a file that fails is tried again after a pause."""
 
     def __init__(self, srv: Server):
         self.srv = srv
         self.dir = srv.server_dir / "manifests"
         self.seen: dict[str, float] = {}
+        self.retry_at: dict[str, tuple[float, float]] = {}
 
     def files(self) -> list[Path]:
         if not self.dir.is_dir():
@@ -2935,13 +2944,19 @@ class DeployController:
                 continue
             if self.seen.get(str(path)) == mtime:
                 continue
+            retry = self.retry_at.get(str(path))
+            if retry and retry[0] == mtime and time.monotonic() < retry[1]:
+                continue
             try:
                 self.process(path)
                 self.seen[str(path)] = mtime
+                self.retry_at.pop(str(path), None)
             except ServiceUnavailable:
                 return  # no quorum: try again on the next scan
             except (ApiStatus, YamlError, OSError, ValueError) as exc:
-                self.seen[str(path)] = mtime  # as K3s: tried again when the file changes or K3s restarts
+                # As K3s's controller: requeued, tried again after a pause (an object of another file,
+                # its namespace say, may be missing yet).
+                self.retry_at[str(path)] = (mtime, time.monotonic() + ADDON_RETRY_SECONDS)
                 msg = exc.message if isinstance(exc, ApiStatus) else str(exc)
                 log("error", f"Failed to process config: failed to process {path}: {msg}")
 

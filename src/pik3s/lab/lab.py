@@ -200,6 +200,8 @@ def write_inventory(lab: LabRecord) -> None:
             # (nothing answers there in an air-gapped lab).
             "pik3s_lab_release_url": lab.mirror_url + releases.RELEASE_PATH,
             "pik3s_lab_channel_url": lab.mirror_url + releases.CHANNEL_PATH,
+            # A Helm chart repository of lab stand-ins for the charts pik3s pins (add-ons) and one more.
+            "pik3s_lab_chart_url": lab.mirror_url + releases.CHART_PATH,
             # The same releases on the controller, one directory per version:
             # what an operator copies from a GitHub release for air-gap mode.
             "pik3s_lab_airgap_dir": str(state / "mirror" / releases.RELEASE_PATH.lstrip("/")),

@@ -54,6 +54,38 @@ def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
+def chart_archive(name: str, version: str, image: str, tag: str) -> bytes:
+    """A deterministic lab stand-in for a Helm chart: Chart.yaml, values.yaml naming one image, a README."""
+    registry, _sep, repository = image.partition("/")
+    files = {
+        "Chart.yaml": (f"apiVersion: v2\nname: {name}\nversion: {version}\nappVersion: \"{tag}\"\n"
+                       "description: \"pik3s lab stand-in (test equipment) with the name and version of the real "
+                       "chart and no templates\"\n"),
+        "values.yaml": f"image:\n  registry: {registry}\n  repository: {repository}\n  tag: \"{tag}\"\n",
+        "README.md": f"A pik3s lab stand-in for the {name} chart {version}. It renders nothing.\n",
+    }
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for fname, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{name}/{fname}")
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tf.addfile(info, io.BytesIO(data))
+    return _gzip(buf.getvalue())
+
+
+def chart_repository(directory: Path) -> None:
+    """The stand-in charts and their index.yaml (a Helm chart repository) in ``directory``."""
+    entries = []
+    for name, version, image, tag in releases.CHARTS:
+        data = chart_archive(name, version, image, tag)
+        _write(directory / f"{name}-{version}.tgz", data)
+        entries.append(f"  {name}:\n  - apiVersion: v2\n    name: {name}\n    version: {version}\n"
+                       f"    appVersion: \"{tag}\"\n    digest: {hashlib.sha256(data).hexdigest()}\n"
+                       f"    urls:\n    - {name}-{version}.tgz\n")
+    _write(directory / "index.yaml", ("apiVersion: v1\nentries:\n" + "".join(entries)).encode())
+
+
 def build_tree(root: Path) -> dict[str, dict[str, str]]:
     """Write the release tree under ``root``; return {version: {asset: sha256}}."""
     sums: dict[str, dict[str, str]] = {}
@@ -72,5 +104,7 @@ def build_tree(root: Path) -> dict[str, dict[str, str]]:
                 sums[version][name] = digest
                 lines.append(f"{digest}  {name}\n")
             _write(vdir / sumfile, "".join(lines).encode())
+        chart_repository(vdir / "charts")  # air-gap mode reads <k3s_airgap_dir>/charts/<chart>-<version>.tgz
+    chart_repository(root / releases.CHART_PATH.lstrip("/"))
     _write(root / "channels.json", json.dumps(releases.CHANNELS, indent=1).encode())
     return sums

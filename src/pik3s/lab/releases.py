@@ -37,3 +37,14 @@ AIRGAP_IMAGES = (
     "docker.io/rancher/mirrored-library-busybox", "docker.io/rancher/mirrored-library-traefik",
     "docker.io/rancher/mirrored-metrics-server", "docker.io/rancher/mirrored-pause",
 )
+
+# Helm charts the mirror serves as a chart repository (index.yaml and archives) at CHART_PATH, and
+# in every release directory's charts/ for air-gap mode: lab stand-ins that carry the name and
+# version of the charts pik3s pins (the add-on catalogue, plugins/plugin_utils/k3s_addons.py;
+# the lab's tests check they agree) and the image their values name. Nothing in them runs.
+CHART_PATH = "/charts"
+CHARTS = (
+    ("kubernetes-dashboard", "7.14.0", "docker.io/kubernetesui/dashboard-web", "1.7.0"),
+    ("headlamp", "0.43.0", "ghcr.io/headlamp-k8s/headlamp", "v0.43.0"),
+    ("hello", "1.0.0", "docker.io/library/nginx", "1.27"),
+)

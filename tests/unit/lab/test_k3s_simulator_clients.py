@@ -44,7 +44,8 @@ def test_real_kubectl(make_node: MakeNode, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "clusterrolebinding.rbac.authorization.k8s.io/ui-admin-user created" in res.stdout
     res = kubectl("get", "serviceaccounts", "-A", "-o", "name")
-    assert res.returncode == 0 and res.stdout.split() == ["serviceaccount/admin-user", "serviceaccount/nobody"]
+    assert res.returncode == 0 and res.stdout.split() == ["serviceaccount/admin-user", "serviceaccount/default",
+                                                          "serviceaccount/nobody"]
     version = kubectl("version", "--client", "-o", "json")
     if '"minor": "2' in version.stdout or '"minor": "3' in version.stdout:  # create token: kubectl 1.24 and later
         res = kubectl("-n", "ui", "create", "token", "admin-user", "--duration", "10m")
@@ -66,7 +67,7 @@ def test_python_kubernetes_client(make_node: MakeNode, tmp_path: Path) -> None:
     manifest.write_text(ACCESS)
     kubernetes.utils.create_from_yaml(api_client, str(manifest))
     assert sorted(sa.metadata.name for sa in core.list_service_account_for_all_namespaces().items) == [
-        "admin-user", "nobody"]
+        "admin-user", "default", "nobody"]  # default: made with its namespace, as the API server does
     request = kubernetes.client.AuthenticationV1TokenRequest(
         spec=kubernetes.client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))
     token = core.create_namespaced_service_account_token("admin-user", "ui", request).status.token

@@ -94,7 +94,7 @@ def test_apply_get_delete_with_kubectl(make_node: MakeNode, tmp_path: Path) -> N
     assert _ok(s1.kubectl("get", "sa", "-n", "ui", "-l", "tier=ui", "-o", "name")) == "serviceaccount/nobody\n"
     table = _ok(s1.kubectl("get", "serviceaccounts", "-A")).splitlines()
     assert table[0].split() == ["NAMESPACE", "NAME", "SECRETS", "AGE"]
-    assert [r.split()[:2] for r in table[1:]] == [["ui", "admin-user"], ["ui", "nobody"]]
+    assert [r.split()[:2] for r in table[1:]] == [["ui", "admin-user"], ["ui", "default"], ["ui", "nobody"]]
     crb = json.loads(_ok(s1.kubectl("get", "clusterrolebinding", "ui-admin-user", "-o", "json")))
     assert crb["roleRef"]["name"] == "cluster-admin" and crb["metadata"]["uid"]
     res = s1.kubectl("get", "sa", "ghost", "-n", "ui")
@@ -146,7 +146,7 @@ def test_service_account_tokens_and_rbac(make_node: MakeNode, tmp_path: Path) ->
                        "  namespace: ui\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n"
                        "  name: view\nsubjects:\n- kind: ServiceAccount\n  name: nobody\n  namespace: ui\n")
     _ok(s1.kubectl("apply", "-f", str(s1_view)))
-    assert len(_api(s1, "/api/v1/namespaces/ui/serviceaccounts", nobody)["items"]) == 2  # type: ignore[index]
+    assert len(_api(s1, "/api/v1/namespaces/ui/serviceaccounts", nobody)["items"]) == 3  # type: ignore[index]
     with pytest.raises(sim.HttpError) as exc:
         _api(s1, "/api/v1/namespaces/ui/configmaps", nobody, "POST",
              {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
@@ -234,6 +234,12 @@ def test_deploy_controller_and_helm_charts(make_node: MakeNode, chart_repo: str)
     # A file name that is no valid object name: K3s's message, nothing applied.
     (manifests / "bad_name.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: other\n")
     s1.wait_log(f'failed to process {manifests / "bad_name.yaml"}: Addon.k3s.cattle.io \\"bad_name\\" is invalid')
+    # A file whose namespace another file makes (applied after it, by name): tried again until it applies.
+    (manifests / "a-uses.yaml").write_text("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: late\n"
+                                           "  namespace: later\n")
+    (manifests / "b-makes.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: later\n")
+    _wait(lambda: get("sa", "late", "-n", "later") is not None, "the retried file's object")
+    assert 'namespaces \\"later\\" not found' in s1.logs()
     # HelmCharts: from a repository, from chartContent, a version the repository lacks.
     (manifests / "charts.yaml").write_text(
         "apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata:\n  name: demo\n  namespace: kube-system\n"

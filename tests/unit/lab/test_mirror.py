@@ -53,7 +53,7 @@ def test_tree_has_every_asset_and_checksums_are_real(tree: Path, version: str) -
         "k3s", "k3s-arm64", "k3s-armhf", "sha256sum-amd64.txt", "sha256sum-arm64.txt", "sha256sum-arm.txt",
         "k3s-airgap-images-amd64.tar", "k3s-airgap-images-amd64.tar.gz",
         "k3s-airgap-images-arm64.tar", "k3s-airgap-images-arm64.tar.gz",
-        "k3s-airgap-images-arm.tar", "k3s-airgap-images-arm.tar.gz",
+        "k3s-airgap-images-arm.tar", "k3s-airgap-images-arm.tar.gz", "charts",
     }
     for _arch, (binary, sumfile, image_arch) in releases.ASSETS.items():
         lines = (vdir / sumfile).read_text().splitlines()
@@ -112,3 +112,30 @@ def test_lab_release_table_agrees_with_the_roles_arch_table(lab_arch: str, machi
     binary, sumfile, image_arch = releases.ASSETS[lab_arch]
     facts = arch_assets(machine)
     assert (facts["asset"], facts["checksum_file"], facts["image_arch"]) == (binary, sumfile, image_arch)
+
+
+def test_chart_repository_is_one_helm_reads(tree: Path) -> None:
+    """index.yaml names every stand-in with the digest of its archive, which holds <name>/Chart.yaml."""
+    import tarfile
+
+    import yaml
+    for where in (tree / releases.CHART_PATH.lstrip("/"), tree / DOWNLOAD / releases.VERSIONS[-1] / "charts"):
+        index = yaml.safe_load((where / "index.yaml").read_text())
+        for name, version, image, tag in releases.CHARTS:
+            (entry,) = index["entries"][name]
+            data = (where / entry["urls"][0]).read_bytes()
+            assert entry["version"] == version and hashlib.sha256(data).hexdigest() == entry["digest"]
+            with tarfile.open(where / entry["urls"][0]) as tar:
+                chart = yaml.safe_load(tar.extractfile(f"{name}/Chart.yaml").read())  # type: ignore[union-attr]
+                values = yaml.safe_load(tar.extractfile(f"{name}/values.yaml").read())  # type: ignore[union-attr]
+            assert (chart["name"], chart["version"]) == (name, version)
+            assert f"{values['image']['registry']}/{values['image']['repository']}:{values['image']['tag']}" == \
+                f"{image}:{tag}"
+
+
+def test_lab_charts_carry_the_versions_pik3s_pins() -> None:
+    """The stand-ins and the add-on catalogue name the same charts and versions."""
+    from ansible_collections.pik3s.cluster.plugins.plugin_utils.k3s_addons import CATALOGUE
+    lab = {name: version for name, version, _image, _tag in releases.CHARTS}
+    for addon in CATALOGUE.values():
+        assert lab.get(addon["chart"]) == addon["version"], addon["chart"]

@@ -1,0 +1,106 @@
+"""The manifests pik3s renders for K3s's auto-deploy directory: what K3s (and the simulator's YAML
+reader, which stands in for it in the lab) reads back, the add-ons' access, air-gapped charts."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.pik3s.cluster.plugins.plugin_utils import k3s_addons
+from pik3s.lab import k3s_simulator as sim
+from pik3s.lab import mirror
+
+VALUES = {"replicas": 2, "ingress": {"enabled": True, "hosts": ["ui.lab"]}, "note": "two\nlines"}
+
+
+def _docs(text: str) -> list[dict[str, object]]:
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert sim.yaml_load_all(text) == docs  # the simulator reads exactly what a YAML library reads
+    return docs
+
+
+def test_chart_becomes_a_helmchart_in_kube_system() -> None:
+    chart = {"name": "web", "chart": "nginx", "repo": "https://c.example/", "version": "1.2.0", "namespace": "apps",
+             "values": VALUES}
+    files, images = k3s_addons.files([chart], [], {}, "read-only")
+    assert images == {}
+    (doc,) = _docs(files[0]["content"])
+    assert doc["kind"] == "HelmChart" and doc["metadata"] == {  # type: ignore[comparison-overlap]
+        "name": "web", "namespace": "kube-system", "labels": {"app.kubernetes.io/managed-by": "pik3s"}}
+    spec = doc["spec"]
+    assert {k: spec[k] for k in ("chart", "repo", "version", "targetNamespace", "createNamespace")} == {  # type: ignore[index]
+        "chart": "nginx", "repo": "https://c.example/", "version": "1.2.0", "targetNamespace": "apps",
+        "createNamespace": True}
+    assert yaml.safe_load(spec["valuesContent"]) == VALUES  # type: ignore[index]
+    assert "valuesContent: |" in files[0]["content"]  # a block, as K3s's docs write it
+
+
+def test_helmchartconfig_carries_values_only() -> None:
+    files, _ = k3s_addons.files([{"name": "traefik", "kind": "HelmChartConfig", "values": {"ports": {"web": 8000}}}],
+                                [], {}, "read-only")
+    (doc,) = _docs(files[0]["content"])
+    assert doc["kind"] == "HelmChartConfig" and list(doc["spec"]) == ["valuesContent"]  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(("access", "role", "account"), [("read-only", "pik3s-read-only", "read-only-user"),
+                                                          ("admin", "cluster-admin", "admin-user")])
+def test_ui_addon_has_namespace_chart_and_access(access: str, role: str, account: str) -> None:
+    files, _ = k3s_addons.files([], ["headlamp"], {"headlamp": {"repo": "http://mirror/charts"}}, access)
+    docs = _docs(files[0]["content"])
+    kinds = [d["kind"] for d in docs]
+    assert kinds[:3] == ["Namespace", "HelmChart", "ServiceAccount"] and kinds[-1] == "ClusterRoleBinding"
+    chart = docs[1]["spec"]
+    assert (chart["chart"], chart["version"], chart["repo"]) == ("headlamp", "0.43.0", "http://mirror/charts")  # type: ignore[index]
+    assert docs[-1]["roleRef"]["name"] == role and docs[-1]["subjects"][0]["name"] == account  # type: ignore[index]
+    if access == "read-only":
+        rules = next(d for d in docs if d["kind"] == "ClusterRole")["rules"]
+        assert not any("secrets" in r.get("resources", []) or (r.get("resources") == ["*"] and "" in r["apiGroups"])
+                       for r in rules)  # type: ignore[union-attr]
+
+
+def test_airgapped_chart_goes_in_as_chart_content_and_names_its_images(tmp_path: Path) -> None:
+    mirror.chart_repository(tmp_path / "charts")
+    files, images = k3s_addons.files([], ["dashboard"], {}, "read-only", str(tmp_path))
+    chart = _docs(files[0]["content"])[1]["spec"]
+    assert "repo" not in chart  # type: ignore[operator]
+    data = base64.b64decode(chart["chartContent"])  # type: ignore[index]
+    assert data == (tmp_path / "charts" / "kubernetes-dashboard-7.14.0.tgz").read_bytes()
+    assert sim.chart_yaml(data)["version"] == "7.14.0"
+    assert images == {"dashboard": ["docker.io/kubernetesui/dashboard-web:1.7.0"]}
+
+
+def test_missing_or_broken_archive_is_named(tmp_path: Path) -> None:
+    (tmp_path / "charts").mkdir()
+    (tmp_path / "charts" / "headlamp-0.43.0.tgz").write_bytes(b"not a tarball")
+    with pytest.raises(k3s_addons.AddonError, match=r"headlamp-0\.43\.0\.tgz: not a readable Helm chart archive"):
+        k3s_addons.files([], ["headlamp"], {}, "read-only", str(tmp_path))
+    problems = k3s_addons.problems([], [{"name": "x", "chart": "x", "version": "1.0.0"}], [], {}, "read-only",
+                                   str(tmp_path))
+    assert problems == [f"k3s_helm_charts[0] ('x'): air-gap mode needs the chart archive {tmp_path}/charts/x-1.0.0.tgz "
+                        "on the controller (helm pull <repo>/<chart> --version <version>)"]
+
+
+def test_manifest_content_forms() -> None:
+    assert k3s_addons.manifest_content({"content": "a: 1"}) == "a: 1\n"
+    two = k3s_addons.manifest_content({"content": [{"kind": "A"}, {"kind": "B"}]})
+    assert _docs(two) == [{"kind": "A"}, {"kind": "B"}]
+    assert k3s_addons.manifest_content({"src": "x"}, "kind: C") == "kind: C\n"
+
+
+def test_ansible_data_types_render() -> None:
+    """Ansible gives filters its own str/dict/list subclasses; they render as plain YAML."""
+    class Text(str):
+        pass
+
+    class Mapping(dict):  # type: ignore[type-arg]
+        pass
+
+    chart = Mapping(name=Text("web"), chart=Text("nginx"), repo=Text("https://c.example/"), version=Text("1.0.0"),
+                    values=Mapping(greeting=Text("two\nlines"), list=[Text("a")]))
+    files, _ = k3s_addons.files([chart], [], {}, "read-only")
+    (doc,) = _docs(files[0]["content"])
+    assert yaml.safe_load(doc["spec"]["valuesContent"]) == {"greeting": "two\nlines", "list": ["a"]}  # type: ignore[index]
+    assert _docs(k3s_addons.manifest_content({"content": Mapping(kind=Text("A"))})) == [{"kind": "A"}]
