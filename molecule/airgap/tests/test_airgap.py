@@ -68,3 +68,17 @@ def test_a_checksum_mismatch_stops_the_host_and_keeps_its_binary(host, tmp_path_
     assert host.file("/usr/local/bin/k3s").sha256sum == sha_before
     assert host.check_output("systemctl show -p ActiveEnterTimestamp k3s") == started  # not restarted
     assert host.service("k3s").is_running
+
+
+def test_charts_come_from_the_controller_as_chart_content(host) -> None:
+    """No chart repository is reachable: the add-on's and the user's charts went in as chartContent (the
+    archives in the air-gap directory), and K3s's helm controller installed them from it."""
+    if not host.ansible.get_variables()["inventory_hostname"] == "srv":
+        return
+    import base64
+    for name, chart in (("headlamp", "headlamp-0.43.0.tgz"), ("hello", "hello-1.0.0.tgz")):
+        doc = json.loads(host.check_output(f"sudo k3s kubectl -n kube-system get helmchart {name} -o json"))
+        assert "repo" not in doc["spec"]
+        assert base64.b64decode(doc["spec"]["chartContent"]) == (BUNDLE / "charts" / chart).read_bytes()
+        job = json.loads(host.check_output(f"sudo k3s kubectl -n kube-system get job helm-install-{name} -o json"))
+        assert job["status"].get("succeeded") == 1, job["status"]
