@@ -11,9 +11,9 @@ from ansible_collections.pik3s.cluster.plugins.plugin_utils import k3s_addons
 
 
 def k3s_addon_files(manifests, charts=(), addons=(), overrides=None, access="read-only", airgap_dir="",
-                    rendered=None):
+                    rendered=None, vip=None):
     try:
-        out, images = k3s_addons.files(charts, addons, overrides or {}, access, airgap_dir)
+        out, images = k3s_addons.files(charts, addons, overrides or {}, access, airgap_dir, vip)
         rendered = rendered or {}
         user = [{"name": m["name"], "content": k3s_addons.manifest_content(m, rendered.get(m["name"]))}
                 for m in manifests or []]

@@ -26,11 +26,11 @@ def _plain(value):
     return value
 
 
-def k3s_inventory_description(hostvars, groups, archs=None):
+def k3s_inventory_description(hostvars, groups, archs=None, networks=None):
     if not isinstance(groups, Mapping):
         raise AnsibleFilterError("k3s_inventory_description expects hostvars and the groups mapping")
     try:
-        description = k3s_rules.describe(hostvars, groups, dict(archs or {}))
+        description = k3s_rules.describe(hostvars, groups, dict(archs or {}), dict(networks or {}))
     except (KeyError, TypeError) as exc:
         raise AnsibleFilterError(f"k3s_inventory_description: {exc}") from None
     return _plain(description)

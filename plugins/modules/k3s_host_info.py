@@ -183,6 +183,12 @@ contents:
   description: Text of each readable file in O(contents) (null when missing).
   returned: always
   type: dict
+interfaces:
+  description: The host's IPv4 addresses (C(ip -j -4 addr)), loopback left out.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{ifname: eth0, address: 192.168.1.21, prefix: 24}]
 units:
   description:
     - Per unit, C(load) (loaded, not-found), C(active), C(sub), C(enabled) (the unit file state), C(main_pid),
@@ -423,6 +429,30 @@ def iptables(module):
     return {"version": match.group(1), "mode": match.group(2) or "legacy"}
 
 
+def parse_ip_addresses(text):
+    """The IPv4 addresses of ``ip -j -4 addr show``: [{ifname, address, prefix}], loopback left out."""
+    import json
+    out = []
+    try:
+        links = json.loads(text or "[]")
+    except ValueError:
+        return out
+    for link in links if isinstance(links, list) else []:
+        for info in link.get("addr_info") or []:
+            if info.get("family") == "inet" and link.get("ifname") != "lo":
+                out.append({"ifname": link.get("ifname", ""), "address": info.get("local", ""),
+                            "prefix": int(info.get("prefixlen", 32))})
+    return out
+
+
+def interfaces(module):
+    binary = module.get_bin_path("ip", opt_dirs=["/usr/sbin", "/sbin"])
+    if not binary:
+        return []
+    rc, out, _err = module.run_command([binary, "-j", "-4", "addr", "show"])
+    return parse_ip_addresses(out) if rc == 0 else []
+
+
 def units(module, names):
     if not names:
         return {}
@@ -518,7 +548,8 @@ ARGUMENT_SPEC = {
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     state = read_state(Host(), module.params, login_users())
-    module.exit_json(changed=False, iptables=iptables(module), units=units(module, module.params["units"]), **state)
+    module.exit_json(changed=False, iptables=iptables(module), units=units(module, module.params["units"]),
+                     interfaces=interfaces(module), **state)
 
 
 if __name__ == "__main__":

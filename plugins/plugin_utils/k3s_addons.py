@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import copy
 import io
+import ipaddress
 import os
 import re
 import tarfile
@@ -39,6 +40,12 @@ CATALOGUE = {
     },
 }
 UI_ADDONS = ("dashboard", "headlamp")
+# The API's virtual IP: kube-vip as a DaemonSet on the servers, ARP mode with leader election (the
+# holder of a Lease answers for the address; another server takes over when it stops). Its image
+# is pinned like a chart; k3s_addon_overrides.kube-vip.version replaces the tag.
+KUBE_VIP = {"image": "ghcr.io/kube-vip/kube-vip", "version": "v1.2.4", "namespace": "kube-system",
+            "name": "kube-vip-ds", "account": "kube-vip"}
+ADDON_NAMES = (*UI_ADDONS, "kube-vip")
 # The ServiceAccount an add-on's users sign in with, by k3s_addon_access.
 ACCESS_ACCOUNTS = {"read-only": "read-only-user", "admin": "admin-user"}
 READ_ONLY_ROLE = "pik3s-read-only"
@@ -159,19 +166,21 @@ def problems(manifests, charts, addons, overrides, access, airgap_dir=""):
         if "version" in c and not isinstance(c["version"], str):
             p.append(f"{where} version must be a string (quote it in YAML: version: \"1.2.0\")")
     for i, a in enumerate(addons or []):
-        if a not in CATALOGUE:
-            p.append(f"k3s_addons[{i}] {a!r} is not a pik3s add-on: choose from {', '.join(sorted(CATALOGUE))}")
+        if a not in ADDON_NAMES:
+            p.append(f"k3s_addons[{i}] {a!r} is not a pik3s add-on: choose from {', '.join(sorted(ADDON_NAMES))}")
         else:
             claim(a, f"k3s_addons[{i}]")
     for name, o in (overrides or {}).items():
-        if name not in CATALOGUE:
-            p.append(f"k3s_addon_overrides has '{name}', which is not a pik3s add-on ({', '.join(sorted(CATALOGUE))})")
+        if name not in ADDON_NAMES:
+            p.append(f"k3s_addon_overrides has '{name}', which is not a pik3s add-on "
+                     f"({', '.join(sorted(ADDON_NAMES))})")
             continue
         if not isinstance(o, dict):
             p.append(f"k3s_addon_overrides.{name} must be a mapping ({', '.join(OVERRIDE_KEYS)})")
             continue
-        p.extend(f"k3s_addon_overrides.{name}: unknown key '{k}' (known: {', '.join(OVERRIDE_KEYS)})"
-                 for k in o if k not in OVERRIDE_KEYS)
+        keys = ("version",) if name == "kube-vip" else OVERRIDE_KEYS
+        p.extend(f"k3s_addon_overrides.{name}: unknown key '{k}' (known: {', '.join(keys)})"
+                 for k in o if k not in keys)
         if "repo" in o:
             problem = _url_problem(f"k3s_addon_overrides.{name}.repo", o["repo"])
             if problem:
@@ -183,6 +192,50 @@ def problems(manifests, charts, addons, overrides, access, airgap_dir=""):
     if access not in ACCESS_ACCOUNTS:
         p.append(f"k3s_addon_access {access!r} must be read-only (the default: a ServiceAccount that reads all but "
                  "Secrets) or admin (bound to cluster-admin)")
+    return p
+
+
+def vip_problems(vip, interface, addons, host_addresses, networks):
+    """The API virtual IP's rules. ``host_addresses``: every cluster host's addresses from the inventory;
+    ``networks``: per server, its IPv4 addresses as read from it (None where not read, offline). The VIP
+    as a /32 on a server is kube-vip holding it (a re-run), not a conflict."""
+    p = []
+    wanted = "kube-vip" in (addons or [])
+    if wanted and not vip:
+        return ["k3s_addons has kube-vip but k3s_api_vip is empty: set the virtual IP the API should answer at "
+                "(a free address in the servers' network)"]
+    if not vip:
+        return []
+    if not wanted:
+        p.append(f"k3s_api_vip is {vip} but kube-vip is not in k3s_addons: nothing would answer at that address; "
+                 "add kube-vip to k3s_addons (or use k3s_api_endpoint for an address you provide)")
+    try:
+        address = ipaddress.ip_address(str(vip))
+    except ValueError:
+        return [*p, f"k3s_api_vip {vip!r} is not an IP address: a virtual IP is an IPv4 address"]
+    if address.version != 4:
+        return [*p, f"k3s_api_vip {vip}: kube-vip's ARP mode takes an IPv4 address"]
+    for host, addrs in host_addresses.items():
+        if str(address) in (str(a) for a in addrs):
+            p.append(f"k3s_api_vip {vip} is the address of {host}: a virtual IP must be an address no host has")
+    for host, nets in networks.items():
+        if nets is None:
+            continue  # not read (offline): the run checks it on the hosts
+        for net in nets:
+            if net.get("address") == str(address) and net.get("prefix") == 32:
+                continue  # kube-vip holds it on this server (it adds the address as a /32)
+            if net.get("address") == str(address):
+                p.append(f"k3s_api_vip {vip} is already an address of {host} ({net.get('ifname')}): a virtual IP "
+                         "must be an address no host has")
+        on = [n for n in nets if n.get("ifname") == interface]
+        if not on:
+            names = ", ".join(sorted({n.get("ifname", "") for n in nets})) or "no IPv4 interface"
+            p.append(f"{host} has no IPv4 address on {interface} (k3s_api_vip_interface); it has {names}")
+            continue
+        subnets = [ipaddress.ip_network(f"{n['address']}/{n['prefix']}", strict=False) for n in on]
+        if not any(address in net for net in subnets):
+            p.append(f"k3s_api_vip {vip} is outside {host}'s network on {interface} "
+                     f"({', '.join(str(n) for n in subnets)}): kube-vip answers ARP for it only inside that network")
     return p
 
 
@@ -309,10 +362,17 @@ def access_docs(addon, namespace, access):
     return docs
 
 
-def files(charts, addons, overrides, access, airgap_dir=""):
+def files(charts, addons, overrides, access, airgap_dir="", vip=None):
     """The manifest files for the charts and add-ons: [{name, content}], plus the images the air-gapped
-    charts need ({file name: [image, ...]})."""
+    charts need ({file name: [image, ...]}). ``vip``: {address, interface, port} for kube-vip."""
     out, images = [], {}
+    if "kube-vip" in (addons or []):
+        vip = vip or {}
+        entry, image = kube_vip_file(vip.get("address"), vip.get("interface") or "eth0", vip.get("port") or 6443,
+                                     overrides)
+        out.append(entry)
+        if airgap_dir:
+            images["kube-vip"] = [image]
     for c in charts or []:
         kind = c.get("kind", "HelmChart")
         archive = None
@@ -322,6 +382,8 @@ def files(charts, addons, overrides, access, airgap_dir=""):
                              c.get("values") or {}, c.get("create_namespace", True), kind, archive)
         out.append({"name": c["name"], "content": dump([doc])})
     for name in addons or []:
+        if name == "kube-vip":
+            continue  # rendered by kube_vip_files (it needs the address and the interface)
         spec = addon_spec(name, overrides)
         ns = spec["namespace"]
         archive = None
@@ -334,6 +396,59 @@ def files(charts, addons, overrides, access, airgap_dir=""):
         docs.extend(access_docs(name, ns, access))
         out.append({"name": name, "content": dump(docs)})
     return out, images
+
+
+def kube_vip_docs(address, interface, port, version):
+    """kube-vip as a DaemonSet on the servers (K3s's way: the servers start without the VIP, which
+    every server's certificate already names), ARP mode, leader election on a Lease."""
+    labels = {"app.kubernetes.io/name": "kube-vip", "app.kubernetes.io/managed-by": "pik3s"}
+    env = {"vip_arp": "true", "port": str(port), "vip_interface": interface, "vip_subnet": "32",
+           "cp_enable": "true", "cp_namespace": "kube-system", "vip_leaderelection": "true",
+           "vip_leasename": "plndr-cp-lock", "vip_leaseduration": "5", "vip_renewdeadline": "3",
+           "vip_retryperiod": "1", "svc_enable": "false", "address": address}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": KUBE_VIP["account"], "namespace": "kube-system", "labels": labels}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": "system:kube-vip-role", "labels": labels},
+         "rules": [{"apiGroups": [""], "resources": ["services/status"], "verbs": ["update"]},
+                   {"apiGroups": [""], "resources": ["services", "endpoints"],
+                    "verbs": ["list", "get", "watch", "update"]},
+                   {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "get", "watch", "update", "patch"]},
+                   {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                    "verbs": ["list", "get", "watch", "update", "create"]},
+                   {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                    "verbs": ["list", "get", "watch", "update"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": "system:kube-vip-binding", "labels": labels},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kube-vip-role"},
+         "subjects": [{"kind": "ServiceAccount", "name": KUBE_VIP["account"], "namespace": "kube-system"}]},
+        {"apiVersion": "apps/v1", "kind": "DaemonSet",
+         "metadata": {"name": KUBE_VIP["name"], "namespace": "kube-system", "labels": labels},
+         "spec": {
+             "selector": {"matchLabels": {"app.kubernetes.io/name": "kube-vip"}},
+             "template": {
+                 "metadata": {"labels": labels},
+                 "spec": {
+                     "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                         "nodeSelectorTerms": [{"matchExpressions": [
+                             {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}]}]}}},
+                     "tolerations": [{"effect": "NoSchedule", "operator": "Exists"},
+                                     {"effect": "NoExecute", "operator": "Exists"}],
+                     "hostNetwork": True, "serviceAccountName": KUBE_VIP["account"],
+                     "containers": [{
+                         "name": "kube-vip", "image": f"{KUBE_VIP['image']}:{version}", "args": ["manager"],
+                         "imagePullPolicy": "IfNotPresent",
+                         "env": [{"name": k, "value": v} for k, v in env.items()],
+                         "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}}}]}}}},
+    ]
+
+
+def kube_vip_file(address, interface, port, overrides=None):
+    """The kube-vip manifest file ({name, content}) and the image it runs."""
+    version = ((overrides or {}).get("kube-vip") or {}).get("version") or KUBE_VIP["version"]
+    return ({"name": "kube-vip", "content": dump(kube_vip_docs(address, interface, port, version))},
+            f"{KUBE_VIP['image']}:{version}")
 
 
 def manifest_content(manifest, rendered=None):

@@ -60,7 +60,7 @@ CONFIG_VARS = ("k3s_cluster_config", "k3s_server_config", "k3s_agent_config")
 CLUSTER_WIDE = (
     "k3s_version", "k3s_channel", "k3s_release_url", "k3s_channel_url", "k3s_airgap_dir", "k3s_token",
     "k3s_api_endpoint", "k3s_api_port", "k3s_server_group", "k3s_agent_group", "k3s_cluster_config",
-    "k3s_agent_batch", "k3s_upgrade_batch",
+    "k3s_agent_batch", "k3s_upgrade_batch", "k3s_api_vip", "k3s_api_vip_interface",
 )
 # One value for all servers (what K3s's auto-deploy directory holds: K3s does not sync it between servers).
 SERVER_WIDE = ("k3s_server_manifests", "k3s_helm_charts", "k3s_addons", "k3s_addon_overrides", "k3s_addon_access")
@@ -329,12 +329,14 @@ def _airgap_problems(airgap_dir, version, archs):
     return p
 
 
-def describe(hostvars, groups, archs=None):
+def describe(hostvars, groups, archs=None, networks=None):
     """The description the rules check, from every host's variables and the inventory's groups (both
     as Ansible has them: ``hostvars`` maps a host to its variables, ``groups`` a group to its hosts,
     children included). ``archs`` maps a host to its CPU where it is known. Both the playbooks' preflight
-    and the driver build it here, so the rules see the same input."""
+    and the driver build it here, so the rules see the same input. ``networks`` maps a host to its IPv4
+    addresses ([{ifname, address, prefix}]) where they are known (read from the hosts)."""
     archs = archs or {}
+    networks = networks or {}
     names = checked_variables()
     members = list(groups.get("k3s_cluster") or [])
     first = hostvars[members[0]] if members and members[0] in hostvars else {}
@@ -346,7 +348,8 @@ def describe(hostvars, groups, archs=None):
     hosts = {}
     for h in dict.fromkeys(cluster + servers + agents):
         hv = hostvars[h] if h in hostvars else {}
-        hosts[h] = {"vars": {n: hv[n] for n in names if n in hv}, "arch": archs.get(h)}
+        hosts[h] = {"vars": {n: hv[n] for n in names if n in hv}, "arch": archs.get(h),
+                    "networks": networks.get(h)}
     return {"server_group": server_group, "agent_group": agent_group, "cluster": cluster,
             "servers": servers, "agents": agents, "hosts": hosts}
 
@@ -522,6 +525,11 @@ def _problems(description):
                                       what="an IP address or DNS name (no scheme, no port: set k3s_api_port)"))
         p.extend(_airgap_problems(cvars.get("k3s_airgap_dir") or "", version,
                                   [(hosts.get(h) or {}).get("arch") for h in cluster]))
+        p.extend(k3s_addons.vip_problems(
+            cvars.get("k3s_api_vip") or "", cvars.get("k3s_api_vip_interface") or "eth0",
+            (svars or {}).get("k3s_addons") or [],
+            {h: [a for a in (typed[h].get("ansible_host", h), typed[h].get("k3s_node_ip")) if a] for h in cluster},
+            {h: (hosts.get(h) or {}).get("networks") for h in servers}))
         if svars:
             p.extend(k3s_addons.problems(svars.get("k3s_server_manifests"), svars.get("k3s_helm_charts"),
                                          svars.get("k3s_addons"), svars.get("k3s_addon_overrides"),

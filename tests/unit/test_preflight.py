@@ -185,6 +185,17 @@ CASES = [
     (["s1"], ["a1"], {}, {"k3s_addon_access": "root"}, "k3s_addon_access 'root' must be read-only"),
     (["s1", "s2", "s3"], ["a1"], {"s2": {"k3s_addons": ["headlamp"]}}, {},
      "k3s_addons differs between servers (s1, s3 | s2): every server must hold the same auto-deploy manifests"),
+    # The API's virtual IP (kube-vip).
+    (["s1"], ["a1"], {}, {"k3s_addons": ["kube-vip"]},
+     "k3s_addons has kube-vip but k3s_api_vip is empty: set the virtual IP the API should answer at"),
+    (["s1"], ["a1"], {}, {"k3s_api_vip": "10.99.0.50"},
+     "k3s_api_vip is 10.99.0.50 but kube-vip is not in k3s_addons: nothing would answer at that address"),
+    (["s1"], ["a1"], {}, {"k3s_api_vip": "k3s.example", "k3s_addons": ["kube-vip"]},
+     "k3s_api_vip 'k3s.example' is not an IP address: a virtual IP is an IPv4 address"),
+    (["s1"], ["a1"], {}, {"k3s_api_vip": "10.99.0.2", "k3s_addons": ["kube-vip"]},
+     "k3s_api_vip 10.99.0.2 is the address of a1: a virtual IP must be an address no host has"),
+    (["s1"], ["a1"], {}, {"k3s_addon_overrides": {"kube-vip": {"repo": "https://x.example/"}}},
+     "k3s_addon_overrides.kube-vip: unknown key 'repo' (known: version)"),
 ]
 
 

@@ -82,3 +82,72 @@ def test_merged_into_the_operator_kubeconfig_keeping_the_other_cluster(host) -> 
     nodes = api_get({**doc, "current-context": "k3s"}, "/api/v1/nodes",
                     connect_to=lab_hostvars()["srv1"]["ansible_host"])["items"]
     assert len(nodes) == 4
+
+
+# ------------------------------------------------ the virtual IP (kube-vip), kept last: it stops a server
+
+SERVERS = ["srv1", "srv2", "srv3"]
+
+
+def _other(name: str):  # a testinfra host
+    import testinfra
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={EPHEMERAL / 'inventory'}")
+
+
+def _holders(vip: str) -> list[str]:
+    return [s for s in SERVERS if f"inet {vip}/32" in _other(s).check_output("ip -4 addr show dev eth0")]
+
+
+def _kubeconfig() -> dict:
+    return yaml.safe_load((EPHEMERAL / "inventory" / ".kube" / "k3s.yaml").read_text())
+
+
+def test_the_virtual_ip_is_held_by_one_server_and_named_by_every_certificate(host) -> None:
+    if host.backend.get_hostname() != "srv1":
+        return
+    import base64
+    import socket
+    import ssl
+    vip = host.ansible.get_variables()["pik3s_lab_vip"]  # k3s_api_vip is "{{ pik3s_lab_vip }}"
+    ca = base64.b64decode(_kubeconfig()["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    inv = lab_hostvars()
+    for srv in SERVERS:  # each server's certificate is valid for the VIP (an IP SAN), so any can hold it
+        tls = ssl.create_default_context(cadata=ca)
+        with socket.create_connection((inv[srv]["ansible_host"], 6443), timeout=10) as raw, \
+                tls.wrap_socket(raw, server_hostname=vip) as conn:
+            assert conn.version()
+        assert vip in _config(_other(srv))["tls-san"]
+    assert len(_holders(vip)) == 1
+    assert len(api_get(_kubeconfig(), "/api/v1/nodes", connect_to=vip)["items"]) == 4
+
+
+def test_the_virtual_ip_moves_when_its_server_stops(host) -> None:
+    if host.backend.get_hostname() != "srv1":
+        return
+    import time
+    vip = host.ansible.get_variables()["pik3s_lab_vip"]  # k3s_api_vip is "{{ pik3s_lab_vip }}"
+    (holder,) = _holders(vip)
+    _other(holder).check_output("sudo systemctl stop k3s")
+    try:
+        deadline, answered, others = time.monotonic() + 60, False, []
+        while time.monotonic() < deadline and not answered:
+            time.sleep(2)
+            others = _holders(vip)
+            try:
+                answered = others not in ([], [holder]) and len(
+                    api_get(_kubeconfig(), "/api/v1/nodes", connect_to=vip)["items"]) == 4
+            except (AssertionError, OSError):
+                answered = False
+        assert answered, f"the API did not answer at {vip} after {holder} stopped (holders: {others})"
+        assert len(others) == 1 and holder not in others
+    finally:
+        _other(holder).check_output("sudo systemctl start k3s")
+    deadline, ready = time.monotonic() + 120, {}
+    while time.monotonic() < deadline:
+        ready = {n["metadata"]["name"]: n["status"]["conditions"][0]["status"]
+                 for n in api_get(_kubeconfig(), "/api/v1/nodes", connect_to=vip)["items"]}
+        if set(ready.values()) == {"True"}:
+            break
+        time.sleep(2)
+    assert set(ready.values()) == {"True"}, ready
+    assert _holders(vip) == others  # the server that came back does not take the address back

@@ -14,6 +14,8 @@ pytest.register_assert_rewrite("verify_cluster")
 
 from verify_cluster import (  # noqa: E402,F401 - the shared checks, collected here
     EPHEMERAL,
+    INVENTORY,
+    api_get,
     failure_messages,
     run_playbook,
     test_all_nodes_ready_from_the_server,
@@ -29,6 +31,25 @@ def _service_start(node, unit: str) -> str:
 def _nodes(host) -> dict[str, str]:
     items = json.loads(host.check_output("sudo k3s kubectl get nodes -o json"))["items"]
     return {n["metadata"]["name"]: n["status"]["conditions"][0]["status"] for n in items}
+
+
+def test_the_api_is_reached_at_the_virtual_ip(host) -> None:
+    """kube-vip holds k3s_api_vip on the server: the agents' config and the fetched kubeconfig use it, the
+    server's certificate names it, and the API answers there."""
+    import yaml
+    vip = host.ansible.get_variables()["pik3s_lab_vip"]  # k3s_api_vip is "{{ pik3s_lab_vip }}"
+    name = host.backend.get_hostname()
+    if name not in ("srv", "agt1"):
+        return  # agt2 is outside the cluster at this point
+    config = yaml.safe_load(host.check_output("sudo cat /etc/rancher/k3s/config.yaml"))
+    if name == "srv":
+        assert vip in config["tls-san"]
+        assert f"inet {vip}/32" in host.check_output("ip -4 addr show dev eth0")
+        kubeconfig = yaml.safe_load((INVENTORY / ".kube" / "k3s.yaml").read_text())
+        assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{vip}:6443"
+        assert len(api_get(kubeconfig, "/api/v1/nodes")["items"]) >= 2  # the certificate names the VIP
+    elif name == "agt1":
+        assert config["server"] == f"https://{vip}:6443"
 
 
 def test_add_remove_and_add_again(host) -> None:

@@ -249,3 +249,10 @@ def test_removed_manifests_and_addons_are_deleted_with_their_objects(host) -> No
     again = run_playbook("playbooks/site.yml", "-e", extra)
     assert again.returncode == 0, again.stdout[-3000:]
     assert {h: c["changed"] for h, c in recap(again.stdout).items()} == dict.fromkeys(NODES, 0)
+    # pik3s dashboard deploys only what the inventory lists: an add-on left out is refused, with the fix.
+    run = _pik3s("dashboard", "-i", str(INVENTORY), "--addon", "dashboard", "--output", "json", "-e", extra)
+    assert run.returncode == 5, run.stdout[-3000:] + run.stderr[-2000:]
+    (failure,) = json.loads(run.stdout)["failures"]
+    assert failure["host"] == "srv1" and failure["message"].startswith(
+        "the add-on 'dashboard' is not in k3s_addons: add it (k3s_addons: [dashboard]) in group_vars of the "
+        "servers and run pik3s deploy")

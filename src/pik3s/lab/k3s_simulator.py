@@ -1150,6 +1150,7 @@ class Server:
         self.password = ""
         self.server_ca = b""
         self.httpd: ApiServer | None = None
+        self.kube_vip: KubeVip | None = None
         self._peers: HttpClient | None = None
         # Heartbeats the leader has not written to the datastore yet (name -> last_seen, running, version).
         self.pending: dict[str, dict[str, Any]] = {}
@@ -1540,6 +1541,8 @@ class Server:
             state["nodes"][op["name"]]["unschedulable"] = op["unschedulable"]
         elif kind in ("object_put", "object_delete"):
             apply_object_op(state, op)
+        elif kind == "lease":
+            apply_lease_op(state, op)
         elif kind == "delete_node":
             if op["name"] not in state["nodes"]:
                 raise KeyError(op["name"])
@@ -1565,8 +1568,10 @@ class Server:
             self.stop.wait(RETRY_SECONDS)
 
     def _controllers_loop(self) -> None:
-        """The deploy controller on every server; the helm controller on the datastore's leader."""
+        """The deploy controller on every server; the helm controller on the datastore's leader; what
+        kube-vip would do on this server."""
         deploy, helm = DeployController(self), HelmController(self)
+        self.kube_vip = KubeVip(self)
         while True:
             try:
                 if self.state.has_quorum():
@@ -1574,6 +1579,7 @@ class Server:
                     if self.state.leader() == self.node_name:
                         helm.scan()
                         Objects(self).purge_terminating()
+                self.kube_vip.scan()
             except (ServiceUnavailable, ApiStatus) as exc:
                 log("warning", f"controllers: {exc}")
             except Exception as exc:  # a controller's bug must not stop the server
@@ -1599,6 +1605,8 @@ class Server:
 
     def shutdown(self) -> None:
         self.stop.set()
+        if self.kube_vip is not None:
+            self.kube_vip.release(give_up_lease=True)  # as kube-vip when its node stops
         if self.httpd:
             self.httpd.shutdown()
             # Stop listening now (new connections are refused), not at exit:
@@ -2447,6 +2455,7 @@ BUILTIN_KINDS = [
     Kind("DaemonSet", "apps", "v1", "daemonsets", True, ("ds",)),
     Kind("StatefulSet", "apps", "v1", "statefulsets", True, ("sts",)),
     Kind("Job", "batch", "v1", "jobs", True),
+    Kind("Lease", "coordination.k8s.io", "v1", "leases", True),
     Kind("Ingress", "networking.k8s.io", "v1", "ingresses", True, ("ing",)),
     Kind("CustomResourceDefinition", "apiextensions.k8s.io", "v1", "customresourcedefinitions", False,
          ("crd", "crds")),
@@ -2481,9 +2490,18 @@ _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
-def name_problem(name: Any, label: bool = False) -> str | None:
+# Kinds whose names are only path segments (RBAC: system:kube-vip-role is a valid ClusterRole name).
+PATH_SEGMENT_NAMES = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
+def name_problem(name: Any, label: bool = False, path_segment: bool = False) -> str | None:
     """The API server's message for an invalid object name, or None."""
     text = str(name)
+    if path_segment:
+        if text in (".", ".."):
+            return f"may not be '{text}'"
+        bad = next((c for c in ("/", "%") if c in text), None)
+        return f"may not contain '{bad}'" if bad else None
     if label:
         if not _DNS_LABEL.fullmatch(text) or len(text) > 63:
             return ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
@@ -2617,7 +2635,8 @@ class Objects:
         if name is not None and meta["name"] != name:
             raise ApiStatus(400, "BadRequest", f"the name of the object ({meta['name']}) does not match the name "
                             f"on the URL ({name})")
-        why = name_problem(meta["name"], label=kind.kind in ("Namespace", "Service"))
+        why = name_problem(meta["name"], label=kind.kind in ("Namespace", "Service"),
+                           path_segment=kind.kind in PATH_SEGMENT_NAMES)
         if why:
             raise ApiStatus(422, "Invalid", f'{kind.kind} "{meta["name"]}" is invalid: metadata.name: Invalid '
                             f'value: "{meta["name"]}": {why}')
@@ -2786,6 +2805,37 @@ def _content(obj: dict[str, Any]) -> dict[str, Any]:
 def uuid_for(text: str) -> str:
     digest = hashlib.sha256(text.encode()).hexdigest()
     return f"{digest[:8]}-{digest[8:12]}-5{digest[13:16]}-a{digest[17:20]}-{digest[20:32]}"
+
+
+def apply_lease_op(state: dict[str, Any], op: dict[str, Any]) -> None:
+    """Take or renew a coordination.k8s.io Lease (leader election, as client-go does it): granted when it
+    is free, expired, or already this holder's; otherwise 409. ``release`` gives it up."""
+    store = state.setdefault("objects", {}).setdefault("coordination.k8s.io/leases", {})
+    key = f"{op['namespace']}/{op['name']}"
+    current = store.get(key)
+    spec = (current or {}).get("spec") or {}
+    now = float(op["now"])
+    holder = spec.get("holderIdentity")
+    expired = now - float(spec.get("pik3sRenewEpoch", 0)) > float(spec.get("leaseDurationSeconds", 0))
+    if op.get("release"):
+        if current is not None and holder == op["holder"]:
+            spec.update(holderIdentity="", pik3sRenewEpoch=0)
+        return
+    if current is not None and holder not in ("", op["holder"]) and not expired:
+        raise ApiStatus(409, "Conflict", f'leases.coordination.k8s.io "{op["name"]}" is held by {holder}')
+    rv = str(state.get("revision", 0) + 1)
+    transitions = int(spec.get("leaseTransitions", 0)) + (0 if holder == op["holder"] else 1)
+    store[key] = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {
+        "name": op["name"], "namespace": op["namespace"], "resourceVersion": rv,
+        "uid": (current or {}).get("metadata", {}).get("uid") or uuid_for(f"{state.get('generation')}/lease/{key}"),
+        "creationTimestamp": (current or {}).get("metadata", {}).get("creationTimestamp") or iso(now)},
+        "spec": {"holderIdentity": op["holder"], "leaseDurationSeconds": op["duration"],
+                 "acquireTime": spec.get("acquireTime") if holder == op["holder"] else _micro(now),
+                 "renewTime": _micro(now), "leaseTransitions": transitions, "pik3sRenewEpoch": now}}
+
+
+def _micro(t: float) -> str:
+    return _dt.datetime.fromtimestamp(t, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def apply_object_op(state: dict[str, Any], op: dict[str, Any]) -> None:
@@ -3115,6 +3165,93 @@ class HelmController:
         return chart_yaml(data)
 
 
+class KubeVip:
+    """What kube-vip's DaemonSet (from the auto-deploy directory; ARP mode, control plane, leader
+    election) would do on this server, since the simulator runs no pods: while the DaemonSet exists
+    and this server holds the Lease kube-system/plndr-cp-lock (taken and renewed through the
+    datastore, so one server at a time), the virtual IP is on its interface, announced with
+    gratuitous ARP; otherwise it is not. PIK3S_SIM_NETWORK=0 (the unit tests on loopback) leaves the
+    machine's interfaces alone and only logs."""
+
+    def __init__(self, srv: Server):
+        self.srv = srv
+        self.held: tuple[str, str] | None = None
+        self.act = os.environ.get("PIK3S_SIM_NETWORK", "1") != "0"
+
+    def wanted(self) -> tuple[str, str] | None:
+        """(address, interface) of the kube-vip DaemonSet in kube-system, when there is one in ARP mode."""
+        for ds in Objects(self.srv).items(KINDS["DaemonSet"], "kube-system"):
+            for c in (((ds.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []:
+                env = {e.get("name"): str(e.get("value", "")) for e in c.get("env") or []}
+                address = env.get("address") or env.get("vip_address")
+                if "kube-vip" in str(c.get("image", "")) and address and env.get("vip_arp") == "true" \
+                        and env.get("cp_enable") == "true":
+                    return address, env.get("vip_interface") or "eth0"
+        return None
+
+    LEASE, DURATION = "plndr-cp-lock", 6
+
+    def scan(self) -> None:
+        try:
+            want = self.wanted()
+            if want is not None:
+                # Take or renew the Lease through the datastore: one holder at a time, cluster-wide.
+                self.srv.state.write({"op": "lease", "namespace": "kube-system", "name": self.LEASE,
+                                      "holder": self.srv.node_name, "duration": self.DURATION, "now": time.time()})
+        except ApiStatus:
+            want = None  # another server holds the Lease
+        except ServiceUnavailable:
+            want = None  # no quorum: the Lease cannot be renewed, kube-vip lets the address go
+        if want == self.held:
+            return
+        self.release()
+        if want is not None:
+            address, iface = want
+            log("info", f"kube-vip (not run: {SIM_NAME}): {self.srv.node_name} holds the lease, "
+                        f"{address}/32 on {iface}")
+            if self.act:
+                self._ip("addr", "replace", f"{address}/32", "dev", iface)
+                gratuitous_arp(iface, address)
+            self.held = want
+
+    def release(self, give_up_lease: bool = False) -> None:
+        if self.held is None:
+            return
+        address, iface = self.held
+        log("info", f"kube-vip (not run: {SIM_NAME}): {self.srv.node_name} lets {address} go")
+        if self.act:
+            self._ip("addr", "del", f"{address}/32", "dev", iface)
+        self.held = None
+        if give_up_lease:  # as kube-vip releasing its Lease on shutdown: another takes over at once
+            try:
+                self.srv.state.write({"op": "lease", "namespace": "kube-system", "name": self.LEASE,
+                                      "holder": self.srv.node_name, "duration": self.DURATION, "now": time.time(),
+                                      "release": True})
+            except (ServiceUnavailable, ApiStatus, OSError):
+                pass
+
+    @staticmethod
+    def _ip(*args: str) -> None:
+        res = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+        if res.returncode != 0 and "Cannot assign" not in res.stderr:
+            log("error", f"kube-vip: ip {' '.join(args)}: {res.stderr.strip()}")
+
+
+def gratuitous_arp(iface: str, address: str, count: int = 3) -> None:
+    """Announce that ``address`` is at this interface's MAC (an ARP request for itself, broadcast), as
+    kube-vip does when it takes the address, so the neighbours' caches move to it."""
+    try:
+        mac = bytes.fromhex(Path(f"/sys/class/net/{iface}/address").read_text().strip().replace(":", ""))
+        ip = socket.inet_aton(address)
+        frame = b"\xff" * 6 + mac + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x01" + mac + ip + b"\x00" * 6 + ip
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+            sock.bind((iface, 0))
+            for _ in range(count):
+                sock.send(frame)
+    except OSError as exc:
+        log("warning", f"kube-vip: gratuitous ARP for {address} on {iface} failed: {exc}")
+
+
 def _semver_key(v: str) -> tuple[Any, ...]:
     core, _sep, pre = v.lstrip("v").partition("-")
     nums = [int(x) if x.isdigit() else 0 for x in core.split(".")]
@@ -3280,8 +3417,8 @@ KUBECTL_FLAGS: dict[str, dict[str, str]] = {
               "delete-local-data": "bool", "force": "bool", "timeout": "str", "grace-period": "str",
               "disable-eviction": "bool", "skip-wait-for-delete-timeout": "str"},
     "delete": {"selector": "str", "ignore-not-found": "bool", "wait": "bool", "timeout": "str",
-               "grace-period": "str", "force": "bool", "now": "bool", "all": "bool", "filename": "str"},
-    "apply": {"filename": "str"},
+               "grace-period": "str", "force": "bool", "now": "bool", "all": "bool", "filename": "strs"},
+    "apply": {"filename": "strs"},
     "create": {"duration": "str", "audience": "str"},
     "wait": {"for": "str", "timeout": "str", "selector": "str", "all": "bool"},
     "version": {"output": "str", "client": "bool"},
@@ -3313,6 +3450,7 @@ def _see_help(verb: str) -> str:
 def parse_kubectl_args(argv: list[str]) -> tuple[str, list[str], dict[str, str]]:
     """(verb, positional arguments, flags by long name) as kubectl's flag parser reads them."""
     flags: dict[str, str] = {}
+    repeated: dict[str, list[str]] = {}
     spelled: dict[str, str] = {}  # how each flag was written, for an "unknown flag" error
     positional: list[str] = []
     problem = ""
@@ -3335,9 +3473,13 @@ def parse_kubectl_args(argv: list[str]) -> tuple[str, list[str], dict[str, str]]
                 flags[name] = value if eq else "true"
             elif eq:
                 flags[name] = value
+                if kind == "strs":
+                    repeated.setdefault(name, []).append(value)
             elif i + 1 < len(argv):
                 i += 1
                 flags[name] = argv[i]
+                if kind == "strs":
+                    repeated.setdefault(name, []).append(argv[i])
             else:
                 raise KubectlError(f"error: flag needs an argument: --{name}")
         elif arg.startswith("-") and len(arg) > 1:
@@ -3359,6 +3501,8 @@ def parse_kubectl_args(argv: list[str]) -> tuple[str, list[str], dict[str, str]]
                     flags[name] = argv[i]
                 else:
                     raise KubectlError(f"error: flag needs an argument: '{c}' in -{c}")
+                if _flag_kind(name) == "strs":
+                    repeated.setdefault(name, []).append(flags[name])
                 break
         else:
             positional.append(arg)
@@ -3369,6 +3513,8 @@ def parse_kubectl_args(argv: list[str]) -> tuple[str, list[str], dict[str, str]]
             raise _unknown_command(verb)
         raise KubectlError(f"error: {problem}{_see_help(verb)}")
     verb = positional.pop(0) if positional else ""
+    for name, values in repeated.items():
+        flags[name] = "\0".join(values)  # a repeatable flag (-f a -f b): every value, in order
     if verb in KUBECTL_FLAGS:
         allowed = {**KUBECTL_GLOBAL_FLAGS, **KUBECTL_FLAGS[verb]}
         for name in flags:
@@ -4198,16 +4344,19 @@ def _get_objects(args: list[str], flags: dict[str, str], api: Any, out: Any, err
 
 
 def _manifests(flags: dict[str, str]) -> tuple[str, list[dict[str, Any]]]:
-    """The objects of the -f file (or - for standard input), List items expanded."""
-    source = flags["filename"]
-    try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text()
-    except OSError:
-        raise KubectlError(f'error: the path "{source}" does not exist') from None
-    try:
-        docs = yaml_load_all(text)
-    except YamlError as exc:
-        raise KubectlError(f'error: error parsing {source}: error converting YAML to JSON: {exc}') from exc
+    """The objects of the -f files (- for standard input; -f may be repeated), List items expanded."""
+    sources = flags["filename"].split("\0")
+    source = sources[0] if len(sources) == 1 else ", ".join(sources)
+    docs: list[Any] = []
+    for one in sources:
+        try:
+            text = sys.stdin.read() if one == "-" else Path(one).read_text()
+        except OSError:
+            raise KubectlError(f'error: the path "{one}" does not exist') from None
+        try:
+            docs += yaml_load_all(text)
+        except YamlError as exc:
+            raise KubectlError(f'error: error parsing {one}: error converting YAML to JSON: {exc}') from exc
     objects: list[dict[str, Any]] = []
     for doc in docs:
         if isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") and "items" in doc:

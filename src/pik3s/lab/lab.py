@@ -211,6 +211,8 @@ def write_inventory(lab: LabRecord) -> None:
             "pik3s_lab_airgap": lab.airgap,
             # The API load balancer in front of the servers ("" when the spec has none).
             "pik3s_lab_api_lb": lab.lb_ip,
+            # A free address of the lab network kept for a virtual IP (k3s_api_vip): no container has it.
+            "pik3s_lab_vip": lab_vip(lab.subnet),
             **lab.vars,
         },
         "hosts": hostvars,
@@ -284,6 +286,12 @@ def inventory_json(state_dir: Path) -> dict[str, Any]:
 
     walk("all", root)
     return out
+
+
+def lab_vip(subnet: str) -> str:
+    """The lab network's address kept for an API virtual IP: the fourth (mirror, load balancer and two
+    spare addresses before it; hosts start at the tenth)."""
+    return str(ipaddress.ip_network(subnet).network_address + 4)
 
 
 def up(spec: LabSpec, state_dir: Path | None = None, progress: Progress = _quiet) -> LabRecord:

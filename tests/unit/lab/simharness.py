@@ -22,7 +22,7 @@ from pik3s.lab import mirror
 _ADDRS = itertools.count(2)
 FAST = {"PIK3S_SIM_HEARTBEAT": "0.4", "PIK3S_SIM_GRACE": "2.5", "PIK3S_SIM_RETRY": "0.4", "PIK3S_SIM_API_START": "0",
         "PIK3S_SIM_PERSIST": "0.8", "PIK3S_SIM_DEPLOY_SECONDS": "0.3", "PIK3S_SIM_HELM_RETRY": "1",
-        "PIK3S_SIM_ADDON_RETRY": "1"}
+        "PIK3S_SIM_ADDON_RETRY": "1", "PIK3S_SIM_NETWORK": "0"}
 
 
 def free_port(ip: str) -> int:

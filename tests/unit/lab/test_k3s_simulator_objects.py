@@ -111,6 +111,13 @@ def test_apply_get_delete_with_kubectl(make_node: MakeNode, tmp_path: Path) -> N
     bad.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n")
     res = s1.kubectl("apply", "-f", str(bad))
     assert res.returncode == 1 and 'ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value' in res.stderr
+    # Several -f files in one call, in order.
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: ui\n")
+    assert _ok(s1.kubectl("apply", "-f", str(f), f"--filename={extra}")).splitlines()[-1] == \
+        "configmap/extra created"
+    assert _ok(s1.kubectl("delete", "-f", str(extra), "-f", str(extra), "--ignore-not-found")) == \
+        'configmap "extra" deleted\n'
     # delete -f: every object, then --ignore-not-found quiet, without it NotFound per object.
     assert _ok(s1.kubectl("delete", "-f", str(f))).splitlines()[0] == 'namespace "ui" deleted'
     assert _ok(s1.kubectl("delete", "-f", str(f), "--ignore-not-found")) == ""
@@ -279,3 +286,30 @@ def test_objects_are_replicated_and_served_by_every_server(make_node: MakeNode, 
     assert "admin-user" in _ok(s1.kubectl("get", "sa", "-n", "ui", "-o", "name"))
     token = _ok(s1.kubectl("create", "token", "admin-user", "-n", "ui")).strip()
     assert _api(s2, "/api/v1/nodes", token)["kind"] == "NodeList"  # type: ignore[index]
+
+
+def test_kube_vip_is_held_by_one_server_and_moves_when_it_stops(make_node: MakeNode) -> None:
+    """The kube-vip DaemonSet pik3s renders, from the manifests directory: the leading server holds the
+    address, another takes it when that one stops (PIK3S_SIM_NETWORK=0 here: logged, interfaces untouched)."""
+    from ansible_collections.pik3s.cluster.plugins.plugin_utils import k3s_addons
+    manifest = k3s_addons.kube_vip_file("10.9.8.7", "eth0", 6443)[0]["content"]
+    s1 = _server(make_node, "s1", "--cluster-init")
+    s2 = make_node("s2").start("--server", s1.url, "--token", s1.token).wait_up()
+    s3 = make_node("s3").start("--server", s1.url, "--token", s1.token).wait_up()
+    for node in (s1, s2, s3):
+        (node.data_dir / "server/manifests/pik3s").mkdir(parents=True, exist_ok=True)
+        (node.data_dir / "server/manifests/pik3s/kube-vip.yaml").write_text(manifest)
+    def holders() -> list[str]:
+        return [n.name for n in (s1, s2, s3) if f"{n.name} holds the lease" in n.logs()]
+
+    _wait(lambda: holders() != [], "a server to take the lease")
+    time.sleep(2)
+    (first,) = holders()  # one server at a time: the Lease is taken through the datastore
+    lease = json.loads(_ok(s2.kubectl("get", "lease", "plndr-cp-lock", "-n", "kube-system", "-o", "json")))
+    assert lease["spec"]["holderIdentity"] == first and lease["spec"]["leaseDurationSeconds"] == 6
+    holder = next(n for n in (s1, s2, s3) if n.name == first)
+    holder.stop()
+    assert f"{first} lets 10.9.8.7 go" in holder.logs()
+    _wait(lambda: len(holders()) == 2, "another server to take the lease")
+    time.sleep(2)
+    assert len(holders()) == 2  # the one that stopped, and exactly one other

@@ -58,7 +58,7 @@ PARAMS: dict[str, Any] = {
     "token_files": ["/etc/rancher/k3s/cluster-token", "/var/lib/rancher/k3s/server/token"],
     "fingerprint_key": KEY, "contents": ["/boot/firmware/cmdline.txt", "/boot/cmdline.txt"],
     "sysctls": ["net.ipv6.conf.all.forwarding"], "sysctl_files": ["/etc/sysctl.d/90-k3s.conf"],
-    "user_paths": [], "user_secret_paths": [], "user_blocks": [],
+    "user_paths": [], "user_secret_paths": [], "user_blocks": [], "listings": [],
 }
 
 
@@ -164,3 +164,23 @@ def test_the_module_runs_read_only_in_check_mode(tmp_path: Path) -> None:
     assert result["changed"] is False
     assert result["files"][str(tmp_path)]["type"] == "directory"
     assert KEY not in str(result)
+
+
+def test_listings_name_and_describe_the_files_of_a_directory(pi: Path) -> None:
+    write(pi, "/var/lib/rancher/k3s/server/manifests/pik3s/headlamp.yaml", "kind: A\n", 0o600)
+    write(pi, "/var/lib/rancher/k3s/server/manifests/pik3s/team.yaml", "kind: B\n", 0o600)
+    (pi / "var/lib/rancher/k3s/server/manifests/pik3s/sub").mkdir()
+    state = read(pi, listings=["/var/lib/rancher/k3s/server/manifests/pik3s", "/nowhere"])
+    assert state["listings"] == {"/var/lib/rancher/k3s/server/manifests/pik3s": ["headlamp.yaml", "team.yaml"],
+                                 "/nowhere": []}
+    info = state["files"]["/var/lib/rancher/k3s/server/manifests/pik3s/team.yaml"]
+    assert (info["mode"], info["sha256"]) == ("0600", sha256_bytes(b"kind: B\n"))
+
+
+def test_ip_addresses_from_ip_json() -> None:
+    text = ('[{"ifindex":1,"ifname":"lo","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8}]},'
+            '{"ifindex":2,"ifname":"eth0","addr_info":[{"family":"inet","local":"192.168.1.21","prefixlen":24},'
+            '{"family":"inet","local":"192.168.1.50","prefixlen":32}]},{"ifindex":3,"ifname":"wlan0","addr_info":[]}]')
+    assert m.parse_ip_addresses(text) == [{"ifname": "eth0", "address": "192.168.1.21", "prefix": 24},
+                                          {"ifname": "eth0", "address": "192.168.1.50", "prefix": 32}]
+    assert m.parse_ip_addresses("not json") == []

@@ -104,3 +104,60 @@ def test_ansible_data_types_render() -> None:
     (doc,) = _docs(files[0]["content"])
     assert yaml.safe_load(doc["spec"]["valuesContent"]) == {"greeting": "two\nlines", "list": ["a"]}  # type: ignore[index]
     assert _docs(k3s_addons.manifest_content({"content": Mapping(kind=Text("A"))})) == [{"kind": "A"}]
+
+
+NETS = {"srv1": [{"ifname": "eth0", "address": "192.168.1.21", "prefix": 24},
+                 {"ifname": "wlan0", "address": "10.0.0.5", "prefix": 24}],
+        "srv2": [{"ifname": "eth0", "address": "192.168.1.22", "prefix": 24}]}
+HOSTS = {"srv1": ["192.168.1.21"], "srv2": ["192.168.1.22"], "agt": ["192.168.1.30"]}
+
+
+@pytest.mark.parametrize(("vip", "interface", "networks", "problems"), [
+    ("192.168.1.50", "eth0", NETS, []),
+    ("192.168.1.50", "eth0", {"srv1": None, "srv2": None}, []),  # offline: only what the inventory says
+    ("192.168.2.50", "eth0", NETS, [
+        "k3s_api_vip 192.168.2.50 is outside srv1's network on eth0 (192.168.1.0/24): kube-vip answers ARP for it "
+        "only inside that network",
+        "k3s_api_vip 192.168.2.50 is outside srv2's network on eth0 (192.168.1.0/24): kube-vip answers ARP for it "
+        "only inside that network"]),
+    ("10.0.0.5", "eth0", NETS, [
+        "k3s_api_vip 10.0.0.5 is already an address of srv1 (wlan0): a virtual IP must be an address no host has",
+        "k3s_api_vip 10.0.0.5 is outside srv1's network on eth0 (192.168.1.0/24): kube-vip answers ARP for it only "
+        "inside that network",
+        "k3s_api_vip 10.0.0.5 is outside srv2's network on eth0 (192.168.1.0/24): kube-vip answers ARP for it only "
+        "inside that network"]),
+    ("192.168.1.50", "wlan0", NETS, [
+        "k3s_api_vip 192.168.1.50 is outside srv1's network on wlan0 (10.0.0.0/24): kube-vip answers ARP for it "
+        "only inside that network",
+        "srv2 has no IPv4 address on wlan0 (k3s_api_vip_interface); it has eth0"]),
+    ("192.168.1.30", "eth0", NETS, [
+        "k3s_api_vip 192.168.1.30 is the address of agt: a virtual IP must be an address no host has"]),
+    ("fd00::5", "eth0", NETS, ["k3s_api_vip fd00::5: kube-vip's ARP mode takes an IPv4 address"]),
+])
+def test_vip_rules(vip: str, interface: str, networks: dict[str, object], problems: list[str]) -> None:
+    assert k3s_addons.vip_problems(vip, interface, ["kube-vip"], HOSTS, networks) == problems
+
+
+def test_kube_vip_manifest() -> None:
+    files, images = k3s_addons.files([], ["kube-vip"], {"kube-vip": {"version": "v1.2.2"}}, "read-only", "",
+                                     {"address": "192.168.1.50", "interface": "eth0", "port": 6443})
+    assert images == {}
+    (entry,) = files
+    docs = _docs(entry["content"])
+    assert entry["name"] == "kube-vip" and [d["kind"] for d in docs] == [
+        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet"]
+    container = docs[-1]["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert container["image"] == "ghcr.io/kube-vip/kube-vip:v1.2.2"
+    assert (env["address"], env["vip_interface"], env["vip_arp"], env["cp_enable"], env["port"]) == (
+        "192.168.1.50", "eth0", "true", "true", "6443")
+    assert docs[-1]["spec"]["template"]["spec"]["hostNetwork"] is True  # type: ignore[index]
+
+
+def test_the_vip_held_by_kube_vip_is_no_conflict() -> None:
+    """On a re-run kube-vip holds the address on a server, as a /32: the rule must not refuse it."""
+    held = {**NETS, "srv2": [*NETS["srv2"], {"ifname": "eth0", "address": "192.168.1.50", "prefix": 32}]}
+    assert k3s_addons.vip_problems("192.168.1.50", "eth0", ["kube-vip"], HOSTS, held) == []
+    static = {**NETS, "srv2": [*NETS["srv2"], {"ifname": "eth0", "address": "192.168.1.50", "prefix": 24}]}
+    assert k3s_addons.vip_problems("192.168.1.50", "eth0", ["kube-vip"], HOSTS, static) == [
+        "k3s_api_vip 192.168.1.50 is already an address of srv2 (eth0): a virtual IP must be an address no host has"]
