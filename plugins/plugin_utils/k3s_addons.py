@@ -271,8 +271,9 @@ def plain(value):
 
 def dump(docs):
     """Documents as one YAML stream (block style, multi-line strings as | blocks, keys in order)."""
-    return "---\n".join(yaml.dump(plain(d), Dumper=_Dumper, default_flow_style=False, sort_keys=False,
-                                   width=10_000) for d in docs)
+    texts = [yaml.dump(plain(d), Dumper=_Dumper, default_flow_style=False, sort_keys=False, width=10_000)
+             for d in docs]
+    return "---\n".join(texts)
 
 
 def addon_spec(name, overrides=None):

@@ -74,7 +74,7 @@ def test_phases_follow_import_playbook() -> None:
     names = runner.plays(runner.playbook_path("site"))
     assert names[0] == "Read the hosts and check the inventory before any host changes"
     assert names[-1] == "Report the cluster"
-    assert "Join the agents" in names and len(names) == 7
+    assert "Join the agents" in names and len(names) == 8
 
 
 @pytest.mark.parametrize(("items", "expected"), [

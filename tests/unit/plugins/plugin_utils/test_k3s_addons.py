@@ -39,16 +39,18 @@ def test_chart_becomes_a_helmchart_in_kube_system() -> None:
 
 
 def test_helmchartconfig_carries_values_only() -> None:
-    files, _ = k3s_addons.files([{"name": "traefik", "kind": "HelmChartConfig", "values": {"ports": {"web": 8000}}}],
-                                [], {}, "read-only")
+    config = {"name": "traefik", "kind": "HelmChartConfig", "values": {"ports": {"web": 8000}}}
+    files = k3s_addons.files([config], [], {}, "read-only")[0]
     (doc,) = _docs(files[0]["content"])
     assert doc["kind"] == "HelmChartConfig" and list(doc["spec"]) == ["valuesContent"]  # type: ignore[call-overload]
 
 
-@pytest.mark.parametrize(("access", "role", "account"), [("read-only", "pik3s-read-only", "read-only-user"),
-                                                          ("admin", "cluster-admin", "admin-user")])
+ACCESS_CASES = [("read-only", "pik3s-read-only", "read-only-user"), ("admin", "cluster-admin", "admin-user")]
+
+
+@pytest.mark.parametrize(("access", "role", "account"), ACCESS_CASES)
 def test_ui_addon_has_namespace_chart_and_access(access: str, role: str, account: str) -> None:
-    files, _ = k3s_addons.files([], ["headlamp"], {"headlamp": {"repo": "http://mirror/charts"}}, access)
+    files = k3s_addons.files([], ["headlamp"], {"headlamp": {"repo": "http://mirror/charts"}}, access)[0]
     docs = _docs(files[0]["content"])
     kinds = [d["kind"] for d in docs]
     assert kinds[:3] == ["Namespace", "HelmChart", "ServiceAccount"] and kinds[-1] == "ClusterRoleBinding"
@@ -100,7 +102,7 @@ def test_ansible_data_types_render() -> None:
 
     chart = Mapping(name=Text("web"), chart=Text("nginx"), repo=Text("https://c.example/"), version=Text("1.0.0"),
                     values=Mapping(greeting=Text("two\nlines"), list=[Text("a")]))
-    files, _ = k3s_addons.files([chart], [], {}, "read-only")
+    files = k3s_addons.files([chart], [], {}, "read-only")[0]
     (doc,) = _docs(files[0]["content"])
     assert yaml.safe_load(doc["spec"]["valuesContent"]) == {"greeting": "two\nlines", "list": ["a"]}  # type: ignore[index]
     assert _docs(k3s_addons.manifest_content({"content": Mapping(kind=Text("A"))})) == [{"kind": "A"}]
