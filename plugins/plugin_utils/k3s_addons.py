@@ -113,30 +113,30 @@ def problems(manifests, charts, addons, overrides, access, airgap_dir=""):
                      "directory needs its own name")
         seen.setdefault(name, where)
 
-    for i, m in enumerate(manifests or []):
-        where = f"k3s_server_manifests[{i}]"
-        if not isinstance(m, dict):
-            p.append(f"{where} must be a mapping with name and one of content, src or template")
-            continue
-        p.extend(f"{where}: unknown key '{k}' (known: {', '.join(MANIFEST_KEYS)})" for k in m if k not in MANIFEST_KEYS)
-        problem = name_problem(where, m.get("name"))
+    def entry(where, value, keys, shape):
+        """The checks every entry of a list shares: a mapping, known keys, a valid name of its own."""
+        if not isinstance(value, dict):
+            p.append(f"{where} must be a mapping {shape}")
+            return False
+        p.extend(f"{where}: unknown key '{k}' (known: {', '.join(keys)})" for k in value if k not in keys)
+        problem = name_problem(where, value.get("name"))
         if problem:
             p.append(problem)
-        claim(m.get("name"), where)
+        claim(value.get("name"), where)
+        return True
+
+    for i, m in enumerate(manifests or []):
+        where = f"k3s_server_manifests[{i}]"
+        if not entry(where, m, MANIFEST_KEYS, "with name and one of content, src or template"):
+            continue
         given = [k for k in ("content", "src", "template") if m.get(k) not in (None, "")]
         if len(given) != 1:
             p.append(f"{where} ('{m.get('name')}') needs exactly one of content, src or template"
                      + (f" (it has {', '.join(given)})" if given else ""))
     for i, c in enumerate(charts or []):
         where = f"k3s_helm_charts[{i}]"
-        if not isinstance(c, dict):
-            p.append(f"{where} must be a mapping (name, chart, repo, version, namespace, values)")
+        if not entry(where, c, CHART_KEYS, "(name, chart, repo, version, namespace, values)"):
             continue
-        p.extend(f"{where}: unknown key '{k}' (known: {', '.join(CHART_KEYS)})" for k in c if k not in CHART_KEYS)
-        problem = name_problem(where, c.get("name"))
-        if problem:
-            p.append(problem)
-        claim(c.get("name"), where)
         kind = c.get("kind", "HelmChart")
         if kind not in CHART_KINDS:
             p.append(f"{where} kind {kind!r} must be HelmChart or HelmChartConfig")
