@@ -483,6 +483,11 @@ def main():
             else:
                 writer.block(entry, path, secret)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                module.fail_json(msg=f"the disk is full: writing {entry['path']} failed ({exc.strerror}) on the "
+                                     f"filesystem of {os.path.dirname(path) or '/'}; {entry['path']} was left as it "
+                                     "was (each file is replaced whole or not at all). Free space there, then re-run.",
+                                 files=writer.results)
             module.fail_json(msg=f"{entry['path']}: {exc.strerror or exc}", files=writer.results)
     changed_paths = [r["path"] for r in writer.results if r["action"] not in ("unchanged", "kept")]
     result = {"changed": bool(changed_paths), "changed_paths": changed_paths, "files": writer.results}

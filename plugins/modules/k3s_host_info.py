@@ -82,6 +82,13 @@ options:
     type: list
     elements: str
     default: []
+  space:
+    description:
+      - Paths whose filesystem's free space is returned (under C(space), by path), measured on the path, or
+        on its nearest existing parent when it does not exist yet.
+    type: list
+    elements: str
+    default: []
   user_paths:
     description:
       - Paths relative to the home of every login user (uid 1000 to 59999), described as in O(paths)
@@ -204,6 +211,13 @@ listings:
   returned: always
   type: dict
   sample: {/var/lib/rancher/k3s/server/manifests/pik3s: [headlamp.yaml]}
+space:
+  description:
+    - Per path of O(space), the filesystem measured (C(measured_on), the path or its nearest existing parent),
+      its C(free_bytes) (available to unprivileged users, as C(df) shows it) and C(size_bytes).
+  returned: always
+  type: dict
+  sample: {/var/lib/rancher/k3s: {measured_on: /var/lib/rancher, free_bytes: 1048576, size_bytes: 8388608}}
 blocks:
   description: Per C(~user/path) of O(user_blocks), the text between the markers, or null when there is no block.
   returned: always
@@ -271,6 +285,15 @@ class Host:
                 return f.read(limit) if limit else f.read()
         except OSError:
             return None
+
+    def space(self, path):
+        """Free and total bytes of the filesystem that holds ``path`` (or will: its nearest existing parent)."""
+        measured = os.path.normpath(path) if path.startswith("/") else "/" + path
+        while measured != "/" and not os.path.isdir(self.path(measured)):
+            measured = os.path.dirname(measured)
+        st = os.statvfs(self.path(measured))
+        return {"measured_on": measured, "free_bytes": st.f_bavail * st.f_frsize,
+                "size_bytes": st.f_blocks * st.f_frsize}
 
     def text(self, path):
         data = self.read(path)
@@ -518,13 +541,15 @@ def read_state(host, params, users):
     for path in params["contents"]:
         data = host.read(path, _MAX_CONTENT)
         contents[path] = None if data is None else data.decode("utf-8", "replace")
+    space = {path: host.space(path) for path in params.get("space") or []}
     sysctl_keys = list(params["sysctls"])
     for path in params["sysctl_files"]:
         sysctl_keys.extend(k for k in host.sysctl_keys_in(path) if k not in sysctl_keys)
     return {"os": host.os_release(), "pi_model": host.pi_model(), "cpu": host.cpu(), "hostname": platform.node(),
             "kernel": {"release": host.release}, "memory_cgroup": host.memory_cgroup(), "swap": host.swap(),
             "kernel_modules": host.kernel_modules(), "sysctls": host.sysctl_values(sysctl_keys),
-            "files": files, "contents": contents, "users": users, "blocks": blocks, "listings": listings}
+            "files": files, "contents": contents, "users": users, "blocks": blocks, "listings": listings,
+            "space": space}
 
 
 ARGUMENT_SPEC = {
@@ -537,6 +562,7 @@ ARGUMENT_SPEC = {
     "sysctls": {"type": "list", "elements": "str", "default": []},
     "sysctl_files": {"type": "list", "elements": "str", "default": []},
     "listings": {"type": "list", "elements": "str", "default": []},
+    "space": {"type": "list", "elements": "str", "default": []},
     "user_paths": {"type": "list", "elements": "str", "default": []},
     "user_secret_paths": {"type": "list", "elements": "str", "default": [], "no_log": False},
     "user_blocks": {"type": "list", "elements": "dict", "default": [],

@@ -28,11 +28,12 @@ Inventory = str | Path | dict[str, Any]
 
 def _operation_arguments(operation: str, *, extravars: dict[str, Any] | None, limit: str | list[str] | None,
                          nodes: list[str] | None, version: str | None, backup_dir: str | Path | None,
-                         confirm: bool, revert_prepare: bool, addon: str | None = None) -> dict[str, Any]:
+                         confirm: bool, revert_prepare: bool, addon: str | None = None,
+                         force: bool = False) -> dict[str, Any]:
     """What ``operation`` itself adds to the caller's extra variables and limit (its own values win),
     after its own checks: the one place for each operation's parameters, for the API and the CLI."""
     given = {"nodes": nodes, "version": version, "backup_dir": backup_dir, "confirm": confirm,
-             "revert_prepare": revert_prepare, "addon": addon}
+             "revert_prepare": revert_prepare, "addon": addon, "force": force}
     stray = [k for k, v in given.items() if v not in (None, False) and k not in _PARAMETERS.get(operation, ())]
     if stray:
         raise Pik3sError(f"{operation} takes no {', '.join(stray)}")
@@ -47,6 +48,8 @@ def _operation_arguments(operation: str, *, extravars: dict[str, Any] | None, li
             limit = require_hosts
         else:
             own["k3s_remove"] = ",".join(nodes)
+            if force:  # dead hosts: deleted through the first server, never contacted
+                own["k3s_remove_force"] = True
     elif operation == "upgrade" and version:
         own["k3s_version"] = version
     elif operation == "restore":
@@ -64,7 +67,7 @@ def _operation_arguments(operation: str, *, extravars: dict[str, Any] | None, li
     return {"extravars": {**(extravars or {}), **own}, "limit": limit, "require_hosts": require_hosts}
 
 
-_PARAMETERS = {"add_nodes": ("nodes",), "remove_nodes": ("nodes",), "upgrade": ("version",),
+_PARAMETERS = {"add_nodes": ("nodes",), "remove_nodes": ("nodes", "force"), "upgrade": ("version",),
                "restore": ("backup_dir",), "reset": ("confirm", "revert_prepare"), "dashboard": ("addon",)}
 
 
@@ -73,17 +76,19 @@ def start(operation: str, inventory: Inventory, *, extravars: dict[str, Any] | N
           timeout: int | None = None, state_dir: Path | None = None, nodes: list[str] | None = None,
           version: str | None = None, backup_dir: str | Path | None = None, confirm: bool = False,
           revert_prepare: bool = False, vault_ids: list[str] | None = None,
-          vault_password_files: list[str] | None = None, addon: str | None = None) -> Run | Result:
+          vault_password_files: list[str] | None = None, addon: str | None = None,
+          force: bool = False) -> Run | Result:
     """Start ``operation`` (a key of ``OPERATIONS``) and return its Run at once, or the ``invalid``
     Result when the inventory breaks the preflight rules. ``nodes`` (add_nodes, remove_nodes),
-    ``version`` (upgrade), ``backup_dir`` (restore), ``confirm`` and ``revert_prepare`` (reset) are
-    the operations' own parameters. ``vault_ids`` and ``vault_password_files`` are ansible-playbook's
-    ``--vault-id`` and ``--vault-password-file``: the offline check decrypts with them, and the run gets them."""
+    ``force`` (remove_nodes: dead hosts, not contacted), ``version`` (upgrade), ``backup_dir``
+    (restore), ``confirm`` and ``revert_prepare`` (reset) are the operations' own parameters.
+    ``vault_ids`` and ``vault_password_files`` are ansible-playbook's ``--vault-id`` and
+    ``--vault-password-file``: the offline check decrypts with them, and the run gets them."""
     if operation not in OPERATIONS:
         raise Pik3sError(f"unknown operation {operation!r} (one of {', '.join(OPERATIONS)})")
     arguments = _operation_arguments(operation, extravars=extravars, limit=limit, nodes=nodes, version=version,
                                      backup_dir=backup_dir, confirm=confirm, revert_prepare=revert_prepare,
-                                     addon=addon)
+                                     addon=addon, force=force)
     vault = Vault(tuple(vault_ids or ()), tuple(vault_password_files or ()))
     prepared = prepare(operation, inventory, verbosity=verbosity, on_event=on_event, timeout=timeout,
                        state_dir=state_dir, vault=vault, **arguments)
@@ -122,9 +127,11 @@ def upgrade(inventory: Inventory, version: str | None = None, **kw: Any) -> Resu
     return _run("upgrade", inventory, version=version, **kw)
 
 
-def remove_nodes(inventory: Inventory, nodes: list[str], **kw: Any) -> Result:
-    """Drain, uninstall and delete ``nodes``."""
-    return _run("remove_nodes", inventory, nodes=nodes, **kw)
+def remove_nodes(inventory: Inventory, nodes: list[str], force: bool = False, **kw: Any) -> Result:
+    """Drain, uninstall and delete ``nodes``. ``force``: the hosts are dead and will not return: their
+    nodes are deleted through the first server without contacting them (no drain, no uninstall; the
+    Result's ``data['pik3s_removed']`` says so per node)."""
+    return _run("remove_nodes", inventory, nodes=nodes, force=force, **kw)
 
 
 def backup(inventory: Inventory, **kw: Any) -> Result:

@@ -278,7 +278,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    return run_operation(args, "remove_nodes", nodes=args.nodes)
+    return run_operation(args, "remove_nodes", nodes=args.nodes, force=args.force)
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
@@ -445,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_add, limit=None)
     p = sub.add_parser("remove", help="drain, uninstall and delete nodes")
     p.add_argument("nodes", nargs="+", metavar="NODE", help="inventory hostname")
+    p.add_argument("--force", action="store_true",
+                   help="the hosts are dead and will not return: delete their nodes through the first server "
+                        "without contacting them (no drain, no uninstall on the hosts)")
     add_run(p, limit=False)
     p.set_defaults(func=cmd_remove, limit=None)
     p = sub.add_parser("upgrade", help="rolling upgrade (servers one at a time, then agents in batches)")

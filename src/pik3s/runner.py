@@ -13,6 +13,7 @@ handler keeps what pik3s needs in memory and tells ansible-runner not to).
 
 from __future__ import annotations
 
+import configparser
 import datetime as _dt
 import json
 import os
@@ -201,7 +202,27 @@ def _ansible_env() -> dict[str, str]:
                                               if Path("ansible.cfg").is_file() else "")
     if cfg:
         env["ANSIBLE_CONFIG"] = cfg
+    if "ANSIBLE_SSH_RETRIES" not in os.environ and not _cfg_sets_ssh_retries(cfg):
+        env["ANSIBLE_SSH_RETRIES"] = str(SSH_RETRIES)
     return env
+
+
+# A dropped SSH connection (sshd restarted, a flaky link) is tried again this many times (with
+# Ansible's growing pause: 1, 3, 7 s) before the host counts as unreachable; the caller's
+# ANSIBLE_SSH_RETRIES or ansible.cfg `retries` wins.
+SSH_RETRIES = 3
+
+
+def _cfg_sets_ssh_retries(cfg: str) -> bool:
+    """Whether the ansible.cfg the run uses sets the SSH connection's retries."""
+    if not cfg:
+        return False
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read(cfg)
+    except configparser.Error:
+        return False
+    return any(parser.has_option(section, "retries") for section in ("ssh_connection", "connection"))
 
 
 RUNNER_SETTINGS = {"suppress_output_file": True, "suppress_ansible_output": True}

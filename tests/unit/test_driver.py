@@ -181,6 +181,8 @@ def test_operation_arguments() -> None:
         {"extravars": {"a": 1}, "limit": ["n1", "n2"], "require_hosts": ["n1", "n2"]}
     assert args("remove_nodes", extravars={"k3s_remove": "other"}, limit=None, **{**none, "nodes": ["n1"]}) == \
         {"extravars": {"k3s_remove": "n1"}, "limit": None, "require_hosts": ["n1"]}
+    assert args("remove_nodes", extravars=None, limit=None, **{**none, "nodes": ["n1", "n2"], "force": True}) == \
+        {"extravars": {"k3s_remove": "n1,n2", "k3s_remove_force": True}, "limit": None, "require_hosts": ["n1", "n2"]}
     assert args("upgrade", extravars={"k3s_version": "v1.30.8+k3s1"}, limit=None,
                 **{**none, "version": "v1.31.4+k3s1"})["extravars"] == {"k3s_version": "v1.31.4+k3s1"}
     assert args("reset", extravars=None, limit=None, **{**none, "confirm": True})["extravars"] == \
@@ -189,6 +191,7 @@ def test_operation_arguments() -> None:
 
 @pytest.mark.parametrize(("operation", "given", "message"), [
     ("deploy", {"nodes": ["n1"]}, "deploy takes no nodes"),
+    ("add_nodes", {"nodes": ["n1"], "force": True}, "add_nodes takes no force"),
     ("upgrade", {"confirm": True, "backup_dir": "/b"}, "upgrade takes no backup_dir, confirm"),
     ("remove_nodes", {"nodes": []}, "remove_nodes: name the node(s) to remove (inventory hostnames)"),
     ("add_nodes", {}, "add_nodes: name the node(s) to add (inventory hostnames)"),
@@ -611,3 +614,20 @@ def test_cli_jsonl_streams_events_then_the_result(local_play: tuple[Path, Path],
     assert {"play", "task", "changed", "stats"} <= {ev["kind"] for ev in lines[:-1]}
     assert SHORT_TOKEN not in json.dumps(lines)
     jsonschema.validate(lines[-1], SCHEMA)
+
+
+def test_ssh_retries_unless_the_caller_sets_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dropped connection is tried again (runner.SSH_RETRIES) unless the environment or the
+    ansible.cfg the run uses says how often."""
+    cfg = tmp_path / "ansible.cfg"
+    cfg.write_text("[defaults]\nforks = 5\n")
+    monkeypatch.setenv("ANSIBLE_CONFIG", str(cfg))
+    monkeypatch.delenv("ANSIBLE_SSH_RETRIES", raising=False)
+    assert runner._ansible_env()["ANSIBLE_SSH_RETRIES"] == "3" == str(runner.SSH_RETRIES)
+    cfg.write_text("[ssh_connection]\nretries = 0\n")
+    assert "ANSIBLE_SSH_RETRIES" not in runner._ansible_env()
+    cfg.write_text("[connection]\nretries = 1\n")
+    assert "ANSIBLE_SSH_RETRIES" not in runner._ansible_env()
+    cfg.write_text("[defaults]\n")
+    monkeypatch.setenv("ANSIBLE_SSH_RETRIES", "5")
+    assert "ANSIBLE_SSH_RETRIES" not in runner._ansible_env()  # the caller's, inherited as it is

@@ -1292,6 +1292,12 @@ class Server:
                     f"this server is not a member of the etcd cluster served by {name} "
                     "(the cluster was reset or restored): remove "
                     f"{self.server_dir / 'db'} and restart to rejoin")
+            if self.node_name not in info.get("members", [self.node_name]):
+                # Its node was deleted (kubectl delete node): K3s's member controller removed the member.
+                raise Fatal(
+                    "etcdserver: the member has been permanently removed from the cluster (its node was "
+                    f"deleted; {name} serves the cluster without it): remove {self.server_dir / 'db'} and "
+                    "restart to join again")
 
     def _pull_latest(self) -> None:
         for name, url in self.state.members().items():
@@ -1548,6 +1554,9 @@ class Server:
                 raise KeyError(op["name"])
             state["nodes"].pop(op["name"])
             state["node_passwords"].pop(op["name"], None)  # the <name>.node-password.k3s secret
+            # K3s's etcd member controller (a finalizer on server nodes) removes a deleted server's member.
+            if state.get("members", {}).pop(op["name"], None) is not None:
+                log("info", f"Removed etcd member {op['name']} (its node was deleted)")
         else:
             raise ValueError(f"unknown operation {kind!r}")
 
@@ -2028,7 +2037,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         if user is None:
             return self._error(401, "Unauthorized")
         if path == "/v1-k3s/sim/peer/ping":
-            return self._send(200, {"name": srv.node_name, "generation": srv.state.data.get("generation")})
+            return self._send(200, {"name": srv.node_name, "generation": srv.state.data.get("generation"),
+                                    "members": sorted(srv.state.members())})
         if path == "/v1-k3s/sim/peer/state" and user == "server":
             return self._send(200, srv.state.data)
         if path == "/v1-k3s/sim/peer/write" and method == "POST" and user == "server":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import stat
 import time
 from collections.abc import Callable
@@ -302,3 +303,21 @@ def test_kubectl_forms_deployers_use_against_a_running_cluster(make_node: MakeNo
     assert res.returncode == 1 and res.stderr.startswith('error: the server doesn\'t have a resource type "pods"')
     assert s1.kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=10s").stdout == (
         "node/a1 condition met\nnode/s1 condition met\n")
+
+
+def test_deleting_a_dead_servers_node_removes_its_etcd_member(make_node: MakeNode) -> None:
+    """As K3s's etcd member controller does: `kubectl delete node` of a server removes its member. The
+    server coming back with its old datastore is refused the way etcd refuses a removed member; with its
+    datastore moved aside it joins again."""
+    s1, s2, s3 = _ha(make_node)
+    s3.stop()
+    deleted = s1.kubectl("delete", "node", "s3")
+    assert deleted.returncode == 0, deleted.stderr
+    assert "Removed etcd member s3 (its node was deleted)" in s1.logs() + s2.logs()
+    assert set(s2.nodes()) == {"s1", "s2"}
+    s3.start()
+    assert s3.wait_exit() == 1
+    assert "etcdserver: the member has been permanently removed from the cluster" in s3.logs()
+    shutil.rmtree(s3.data_dir / "server" / "db")
+    s3.start("--server", s1.url, "--token", s1.token, "--disable", "traefik").wait_up()
+    s1.wait_nodes({"s1": True, "s2": True, "s3": True})

@@ -33,3 +33,37 @@ def run_module(main: Callable[[], None], args: dict[str, Any], check: bool = Fal
     with _module_args(full), contextlib.redirect_stdout(out), pytest.raises(SystemExit):
         main()
     return json.loads(out.getvalue())
+
+
+@pytest.fixture
+def small_disk(tmp_path: Any) -> Any:
+    """A real 256 KiB filesystem (tmpfs) at tmp_path/disk, for what a full disk does; unmounted afterwards.
+    Needs root and CAP_SYS_ADMIN, as the module tests run (skipped otherwise)."""
+    import os
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                                           capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(directory: Any) -> None:
+    """Fill the filesystem of ``directory`` to its last byte (unbuffered writes, big then single bytes)."""
+    import os
+
+    fd = os.open(directory / ".filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 4096, 1):
+            try:
+                while os.write(fd, b"\0" * size):
+                    pass
+            except OSError:
+                pass
+    finally:
+        os.close(fd)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ansible_collections.pik3s.cluster.plugins.modules import k3s_files as m
-from tests.unit.plugins.modules.conftest import run_module
+from tests.unit.plugins.modules.conftest import fill, run_module
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sets owners: runs as root, as on the hosts")
 SECRET = "hunter2-token-password"
@@ -151,3 +151,19 @@ def test_transferred_file_is_checked_before_it_replaces_anything(tmp_path: Path)
     assert ok["changed"] and binary.read_bytes() == b"new release" and stat(binary)[0] == "0o755"
     # the same release again: compared by checksum, nothing to put in place
     assert not run([{"path": str(binary), "checksum": good, "mode": "0755"}])["changed"]
+
+
+def test_a_full_disk_says_so_and_leaves_the_old_file(small_disk: Path) -> None:
+    """A real full filesystem: the write fails with the disk-full message naming the file and where, the
+    old file is intact and no temporary file is left behind."""
+    f = small_disk / "config.yaml"
+    f.write_text("old: 1\n")
+    f.chmod(0o600)
+    fill(small_disk)
+    out = run([{"path": str(f), "content": "new: 2\n" * 20000, "mode": "0600"}])
+    assert out["failed"]
+    assert out["msg"] == (f"the disk is full: writing {f} failed (No space left on device) on the filesystem of "
+                          f"{small_disk}; {f} was left as it was (each file is replaced whole or not at all). "
+                          "Free space there, then re-run.")
+    assert f.read_text() == "old: 1\n"
+    assert sorted(p.name for p in small_disk.iterdir()) == [".filler", "config.yaml"]

@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_digest import sha256_bytes, token_fingerprint
 from ansible_collections.pik3s.cluster.plugins.modules import k3s_host_info as m
+from tests.unit.plugins.modules.conftest import fill
 
 KEY = "k" * 43
 HASH = "0123456789abcdef" * 4
@@ -184,3 +185,17 @@ def test_ip_addresses_from_ip_json() -> None:
     assert m.parse_ip_addresses(text) == [{"ifname": "eth0", "address": "192.168.1.21", "prefix": 24},
                                           {"ifname": "eth0", "address": "192.168.1.50", "prefix": 32}]
     assert m.parse_ip_addresses("not json") == []
+
+
+def test_space_is_measured_where_the_path_is_or_will_be(pi: Path, small_disk: Path) -> None:
+    root = pi  # the disk is mounted at /disk of the fake root
+    assert small_disk == pi / "disk"
+    (small_disk / "k3s").mkdir()
+    state = read(root, space=["/disk/k3s", "/disk/k3s/not/yet", "/etc/rancher/k3s"])["space"]
+    assert state["/disk/k3s"]["measured_on"] == "/disk/k3s"
+    assert state["/disk/k3s/not/yet"]["measured_on"] == "/disk/k3s"
+    assert state["/disk/k3s"]["size_bytes"] == 256 * 1024
+    assert 0 < state["/disk/k3s"]["free_bytes"] <= 256 * 1024
+    fill(small_disk)
+    assert read(root, space=["/disk/k3s/not/yet"])["space"]["/disk/k3s/not/yet"]["free_bytes"] == 0
+    assert state["/etc/rancher/k3s"]["measured_on"] == "/etc/rancher/k3s"  # the fake root's own filesystem
