@@ -1,5 +1,6 @@
 """The pik3s CLI on a 3-host lab (1 server + 2 agents, amd64): deploy --output json, check with zero
-changes, a bad inventory refused without any SSH connection, a host made unreachable mid-run."""
+changes, a bad inventory refused without any SSH connection, and faults really injected: an agent
+powered off mid-deploy, SSH connections dropped mid-run, a full disk, a dead agent removed by force."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -128,31 +130,59 @@ def test_invalid_inventory_refused_without_contacting_a_host(lab: lablib.LabReco
     assert {h: ssh_logins(lab, h) for h in before} == before
 
 
-def test_host_unreachable_mid_run(lab: lablib.LabRecord) -> None:
-    """agt2's sshd goes away when the agents' play starts: agt2 is reported unreachable (exit 6), srv and
-    agt1 finish the run. (Its config.yaml was edited first, so that the agents' play has work to do on it:
-    a converged agent is not contacted after the first play's read.)"""
-    subprocess.run(["docker", "exec", container(lab, "agt2"), "sh", "-c",
-                    "echo '# edited by hand' >> /etc/rancher/k3s/config.yaml"], check=True)
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+
+
+def sh(lab: lablib.LabRecord, host: str, script: str) -> str:
+    return docker("exec", container(lab, host), "sh", "-c", script).stdout
+
+
+def wait_ssh(lab: lablib.LabRecord, host: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if docker("exec", container(lab, host), "systemctl", "is-active", "--quiet", "ssh.service",
+                  check=False).returncode == 0:
+            return
+        time.sleep(1)
+    raise AssertionError(f"sshd of {host} did not come back")
+
+
+def kubectl(lab: lablib.LabRecord, *args: str) -> str:
+    return docker("exec", container(lab, "srv"), "k3s", "kubectl", *args).stdout
+
+
+def deploy_jsonl(lab: lablib.LabRecord, at_play: str, fault: Any) -> tuple[int, list[dict[str, Any]]]:
+    """`pik3s deploy --output jsonl`, calling ``fault()`` once when the play ``at_play`` starts."""
     proc = subprocess.Popen([PIK3S, "deploy", "-i", "inventories/lab", "--output", "jsonl",
                              "-e", f"k3s_version={VERSION}"], cwd=ROOT, env=_env(lab),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
-    cut = False
-    lines = []
+    lines, done = [], False
+    for raw in proc.stdout:
+        line = json.loads(raw)
+        lines.append(line)
+        if not done and line.get("kind") == "play" and line["play"] == at_play:
+            fault()
+            done = True
+    assert done, f"the play {at_play!r} never started"
+    return proc.wait(timeout=600), lines
+
+
+def test_agent_loses_power_mid_deploy_and_a_rerun_finishes_it(lab: lablib.LabRecord) -> None:
+    """agt2 is powered off (its container killed) when the agents' play starts: agt2 is reported
+    unreachable (exit 6), srv and agt1 finish the run. Powered on again, a plain re-run finishes it; the
+    label set on a node before the fault is still there. (agt2's config.yaml was edited first, so that
+    the agents' play has work to do on it: a converged agent is not contacted after the first read.)"""
+    kubectl(lab, "label", "node", "agt1", "pik3s.test/before-fault=kept")
+    kubectl(lab, "taint", "node", "agt2", "pik3s.test/before-fault=kept:PreferNoSchedule")
+    sh(lab, "agt2", "echo '# edited by hand' >> /etc/rancher/k3s/config.yaml")
     try:
-        for raw in proc.stdout:
-            line = json.loads(raw)
-            lines.append(line)
-            if not cut and line.get("kind") == "play" and line["play"] == "Join the agents":
-                subprocess.run(["docker", "exec", container(lab, "agt2"), "sh", "-c",
-                                "systemctl stop ssh.socket ssh.service; pkill -KILL sshd || true"], check=True)
-                cut = True
-        rc = proc.wait(timeout=600)
+        rc, lines = deploy_jsonl(lab, "Join the agents", lambda: docker("kill", container(lab, "agt2")))
     finally:
-        subprocess.run(["docker", "exec", container(lab, "agt2"), "systemctl", "start", "ssh.service"], check=False)
+        docker("start", container(lab, "agt2"))
     result = lines[-1]
-    assert cut and result["type"] == "result"
+    assert result["type"] == "result"
     assert rc == EXIT_UNREACHABLE == result["exit_code"], result
     assert result["status"] == "unreachable"
     assert [f["host"] for f in result["failures"]] == ["agt2"] and result["failures"][0]["unreachable"]
@@ -164,6 +194,67 @@ def test_host_unreachable_mid_run(lab: lablib.LabRecord) -> None:
              and ev["phase"] == agents and ev["counter"] > gone]
     assert later, "agt1 went on with the agents' play after agt2 was gone"
     assert len(result["cluster"]["nodes"]) == 3  # the report still ran (on srv)
+    # Back on: a plain re-run finishes agt2, nothing else to do.
+    wait_ssh(lab, "agt2")
+    started = time.monotonic()
+    rc, doc, err = pik3s(lab, "deploy", "-e", f"k3s_version={VERSION}")
+    assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
+    print(f"recovered by a re-run in {time.monotonic() - started:.1f} s")
+    assert doc["hosts"]["agt2"]["changed"] > 0 and doc["hosts"]["srv"]["changed"] == 0
+    assert "# edited by hand" not in sh(lab, "agt2", "cat /etc/rancher/k3s/config.yaml")
+    assert {n["name"]: n["ready"] for n in doc["cluster"]["nodes"]} == {"srv": True, "agt1": True, "agt2": True}
+    # No data lost: the label and the taint set before the fault (in the datastore) are still there.
+    nodes = {n["metadata"]["name"]: n for n in json.loads(kubectl(lab, "get", "nodes", "-o", "json"))["items"]}
+    assert nodes["agt1"]["metadata"]["labels"]["pik3s.test/before-fault"] == "kept"
+    taint = {"key": "pik3s.test/before-fault", "value": "kept", "effect": "PreferNoSchedule"}
+    assert taint in nodes["agt2"]["spec"]["taints"]
+
+
+def test_ssh_connections_dropped_mid_run_are_retried(lab: lablib.LabRecord) -> None:
+    """Every sshd process of agt1 is killed (its sessions and Ansible's persistent connection with it)
+    when the agents' play starts, and sshd comes back 3 s later: the run retries the connection and
+    succeeds. (With ANSIBLE_SSH_RETRIES=0 the same run reports agt1 unreachable.)"""
+    sh(lab, "agt1", "echo '# edited by hand' >> /etc/rancher/k3s/config.yaml")
+    sshd_before = sh(lab, "agt1", "systemctl show -p MainPID --value ssh.service").strip()
+    rc, lines = deploy_jsonl(lab, "Join the agents", lambda: docker(
+        "exec", "-d", container(lab, "agt1"), "sh", "-c",
+        "systemctl stop ssh.socket ssh.service; pkill -KILL sshd; sleep 3; systemctl start ssh.service"))
+    result = lines[-1]
+    assert rc == EXIT_OK, result.get("failures")
+    assert result["hosts"]["agt1"]["unreachable"] == 0 and result["hosts"]["agt1"]["changed"] > 0
+    assert "# edited by hand" not in sh(lab, "agt1", "cat /etc/rancher/k3s/config.yaml")
+    assert sh(lab, "agt1", "systemctl show -p MainPID --value ssh.service").strip() not in ("0", sshd_before)
+
+
+def test_a_full_disk_stops_that_node_only_and_changes_nothing_there(lab: lablib.LabRecord) -> None:
+    """agt2's /var/lib/rancher is a real filesystem filled to the last byte (a 32 MiB tmpfs holding a
+    copy of its data): the run fails on agt2 saying the disk is full and where, changes nothing there
+    (its hand-edited config.yaml and its binary stay as they were), and converges srv and agt1."""
+    sh(lab, "agt2", "echo '# edited by hand' >> /etc/rancher/k3s/config.yaml")
+    before = sh(lab, "agt2", "sha256sum /usr/local/bin/k3s /etc/rancher/k3s/config.yaml")
+    sh(lab, "agt1", "echo '# edited by hand' >> /etc/rancher/k3s/config.yaml")
+    sh(lab, "agt2", "cp -a /var/lib/rancher /run/rancher-copy && mount -t tmpfs -o size=32m tmpfs /var/lib/rancher"
+                    " && cp -a /run/rancher-copy/. /var/lib/rancher/ && rm -rf /run/rancher-copy"
+                    " && (dd if=/dev/zero of=/var/lib/rancher/filler bs=1M 2>/dev/null;"
+                    "     dd if=/dev/zero of=/var/lib/rancher/filler2 bs=1k 2>/dev/null; true)")
+    try:
+        assert sh(lab, "agt2", "df --output=avail -k /var/lib/rancher | tail -1").strip() == "0"
+        rc, doc, err = pik3s(lab, "deploy", "-e", f"k3s_version={VERSION}")
+    finally:
+        sh(lab, "agt2", "umount -l /var/lib/rancher")
+    assert rc == EXIT_HOST_FAILED, (doc.get("failures"), err[-2000:])
+    assert [f["host"] for f in doc["failures"]] == ["agt2"]
+    assert doc["failures"][0]["message"] == (
+        "the disk is full on agt2: /var/lib/rancher/k3s (on the filesystem of /var/lib/rancher) has 0 MiB free of "
+        "32 MiB; K3s needs at least 512 MiB there (k3s_min_free_mb). Nothing was changed on this host. Free space "
+        "there, then re-run.")
+    assert sh(lab, "agt2", "sha256sum /usr/local/bin/k3s /etc/rancher/k3s/config.yaml") == before
+    assert doc["hosts"]["agt1"]["failed"] == 0 and doc["hosts"]["agt1"]["changed"] > 0
+    assert "# edited by hand" not in sh(lab, "agt1", "cat /etc/rancher/k3s/config.yaml")
+    # Space freed (the tmpfs gone): the re-run finishes agt2.
+    rc, doc, err = pik3s(lab, "deploy", "-e", f"k3s_version={VERSION}")
+    assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
+    assert "# edited by hand" not in sh(lab, "agt2", "cat /etc/rancher/k3s/config.yaml")
 
 
 def test_day2_verbs(lab: lablib.LabRecord) -> None:
@@ -186,3 +277,28 @@ def test_day2_verbs(lab: lablib.LabRecord) -> None:
     assert rc == EXIT_OK and doc["status"] == "successful", (doc.get("failures"), err[-2000:])
     gone = subprocess.run(["docker", "exec", container(lab, "agt2"), "test", "-e", "/usr/local/bin/k3s"], check=False)
     assert gone.returncode == 1
+
+
+def test_a_dead_agent_is_removed_by_force(lab: lablib.LabRecord, tmp_path: Path) -> None:
+    """agt1 dies for good (its container killed): `pik3s remove agt1 --force` deletes its node through
+    srv without contacting it and says the host was not cleaned. Its node password went with the node:
+    the machine, powered on again with a new node password (as a re-flashed Pi), joins again."""
+    docker("kill", container(lab, "agt1"))
+    try:
+        rc, doc, err = pik3s(lab, "remove", "agt1", "--force")
+        assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
+        assert {n["name"] for n in doc["cluster"]["nodes"]} == {"srv"}
+        assert doc["hosts"].get("agt1", {}).get("unreachable", 0) == 0  # never contacted
+        assert doc["data"]["pik3s_removed"]["agt1"].startswith(
+            "deleted from the cluster without contacting the host (forced); K3s was NOT uninstalled from it")
+        rc, doc, _ = pik3s(lab, "remove", "agt1", "--force")  # again: nothing left to delete
+        assert rc == EXIT_OK and doc["data"]["pik3s_removed"]["agt1"].startswith("was not in the cluster")
+        password = tmp_path / "password"
+        password.write_text(os.urandom(16).hex() + "\n")
+        docker("cp", str(password), f"{container(lab, 'agt1')}:/etc/rancher/node/password")
+    finally:
+        docker("start", container(lab, "agt1"))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "agt1" not in kubectl(lab, "get", "nodes", "-o", "name"):
+        time.sleep(2)
+    assert "node/agt1" in kubectl(lab, "get", "nodes", "-o", "name")

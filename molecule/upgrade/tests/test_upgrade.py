@@ -60,6 +60,39 @@ def _versions(kubeconfig: dict) -> dict[str, str]:
     return {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes}
 
 
+def test_an_upgrade_does_not_start_with_a_server_down(host) -> None:
+    """srv3 is powered off (its container killed): the upgrade refuses to start, naming srv3, and
+    changes nothing (every node still on the first release); powered on, srv3 comes back Ready."""
+    if host.backend.get_hostname() != "srv1":
+        return
+    kubeconfig = yaml.safe_load((INVENTORY / ".kube" / "k3s.yaml").read_text())
+    srv3 = "pik3s-mol-upgrade-srv3"
+    subprocess.run(["docker", "kill", srv3], check=True, capture_output=True)
+    try:
+        refused = run_playbook("playbooks/upgrade.yml", "-e", f"k3s_version={OLD}")
+        assert refused.returncode != 0
+        messages = failure_messages(refused.stdout)
+        assert any(m.startswith("the upgrade did not start: srv3 is down (srv3 could not be reached). Each server "
+                                "restarts once for its upgrade; with 1 of 3 servers down, the next restart can "
+                                "leave etcd without quorum") for m in messages), refused.stdout[-3000:]
+        assert "-e k3s_upgrade_force=true rolls anyway" in " ".join(messages)
+        versions = _versions(kubeconfig)
+        assert {n: versions[n] for n in ("srv1", "srv2", "agt1")} == dict.fromkeys(("srv1", "srv2", "agt1"), FIRST)
+    finally:
+        subprocess.run(["docker", "start", srv3], check=True, capture_output=True)
+    deadline, ready = time.monotonic() + 180, {}
+    while time.monotonic() < deadline:
+        try:
+            ready = {n["metadata"]["name"]: n["status"]["conditions"][0]["status"]
+                     for n in api_get(kubeconfig, "/api/v1/nodes")["items"]}
+        except (AssertionError, OSError):
+            ready = {}
+        if ready and set(ready.values()) == {"True"}:
+            break
+        time.sleep(2)
+    assert set(ready.values()) == {"True"} and len(ready) == 4, ready
+
+
 def test_a_roll_stops_at_the_first_failing_node(host) -> None:
     """srv2 cannot start on the new release (a bad setting in a drop-in): the roll
     stops there, srv3 and agt1 are untouched, the API keeps answering; once

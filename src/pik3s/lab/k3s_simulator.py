@@ -934,6 +934,10 @@ def iso(t: float) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# Taints the node lifecycle controller sets from the node's state, never stored.
+SYNTHETIC_TAINTS = ("node.kubernetes.io/unschedulable", "node.kubernetes.io/unreachable")
+
+
 def node_object(rec: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     now = now or time.time()
     ready = now - rec["last_seen"] <= NODE_GRACE_SECONDS and rec.get("running", True)
@@ -1545,6 +1549,19 @@ class Server:
             if op["name"] not in state["nodes"]:
                 raise KeyError(op["name"])
             state["nodes"][op["name"]]["unschedulable"] = op["unschedulable"]
+        elif kind == "node_meta":  # kubectl label / taint: kept in the datastore like any node field
+            if op["name"] not in state["nodes"]:
+                raise KeyError(op["name"])
+            rec = state["nodes"][op["name"]]
+            labels = dict(rec.get("labels", {}))
+            for key, value in (op.get("labels") or {}).items():
+                if value is None:
+                    labels.pop(key, None)
+                else:
+                    labels[key] = str(value)
+            rec["labels"] = labels
+            if op.get("taints") is not None:
+                rec["taints"] = op["taints"]
         elif kind in ("object_put", "object_delete"):
             apply_object_op(state, op)
         elif kind == "lease":
@@ -2312,6 +2329,13 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             unsched = body.get("spec", {}).get("unschedulable")
             if unsched is not None:
                 srv.state.write({"op": "cordon", "name": name, "unschedulable": bool(unsched)})
+            labels = (body.get("metadata") or {}).get("labels")
+            taints = (body.get("spec") or {}).get("taints")
+            if labels or taints is not None:
+                # The taints the node controller adds (cordoned, unreachable) are not stored.
+                stored = [t for t in taints or [] if t.get("key") not in SYNTHETIC_TAINTS]
+                srv.state.write({"op": "node_meta", "name": name, "labels": labels or {},
+                                 "taints": stored if taints is not None else None})
             return self._send(200, node_object(srv.node_records()[name]))
         if method == "DELETE":
             srv.state.write({"op": "delete_node", "name": name})
@@ -3416,12 +3440,64 @@ class KubectlError(Exception):
     """An error kubectl prints as it is (no log prefix); exit status 1."""
 
 
+def _label_or_taint(verb: str, args: list[str], flags: dict[str, Any], api: Any, out: Any) -> int:
+    """kubectl label|taint node NAME k=v|k- ... (nodes only: what operators set on nodes)."""
+    if args and args[0] in ("node", "nodes"):
+        args = args[1:]
+    elif args and args[0].startswith(("node/", "nodes/")):
+        args = [args[0].partition("/")[2], *args[1:]]
+    else:
+        raise KubectlError(f"error: the simulator's kubectl {verb}s nodes only: kubectl {verb} node NAME ...")
+    if len(args) < 2:
+        raise KubectlError(f"error: at least one {verb} update is required")
+    name, specs = args[0], args[1:]
+    try:
+        node = api("GET", f"/api/v1/nodes/{name}")
+    except _NotFound as exc:
+        raise KubectlError(str(exc)) from None
+    if verb == "label":
+        current = node["metadata"].get("labels") or {}
+        patch: dict[str, str | None] = {}
+        for spec in specs:
+            if spec.endswith("-"):
+                patch[spec[:-1]] = None
+                continue
+            key, value = parse_label(spec)
+            if key in current and current[key] != value and not flags.get("overwrite"):
+                raise KubectlError(f"error: '{key}' already has a value ({current[key]}), and --overwrite is false")
+            patch[key] = value
+        api("PATCH", f"/api/v1/nodes/{name}", {"metadata": {"labels": patch}})
+        out.write(f"node/{name} {'unlabeled' if all(v is None for v in patch.values()) else 'labeled'}\n")
+        return 0
+    taints = [t for t in node["spec"].get("taints") or [] if t.get("key") not in SYNTHETIC_TAINTS]
+    removed = False
+    for spec in specs:
+        if spec.endswith("-"):
+            key, _, effect = spec[:-1].partition(":")
+            kept = [t for t in taints if not (t["key"] == key and (not effect or t["effect"] == effect))]
+            if len(kept) == len(taints):
+                raise KubectlError(f"error: taint {spec[:-1]!r} not found")
+            taints, removed = kept, True
+            continue
+        new = parse_taint(spec)
+        same = [t for t in taints if t["key"] == new["key"] and t["effect"] == new["effect"]]
+        if same and not flags.get("overwrite"):
+            raise KubectlError(f"error: node {name} already has {new['key']} taint(s) with same effect(s) and "
+                               "--overwrite is false")
+        taints = [t for t in taints if t not in same] + [new]
+    api("PATCH", f"/api/v1/nodes/{name}", {"spec": {"taints": taints}})
+    out.write(f"node/{name} {'untainted' if removed else 'tainted'}\n")
+    return 0
+
+
 KUBECTL_GLOBAL_FLAGS = {"kubeconfig": "str", "namespace": "str", "context": "str", "request-timeout": "str",
                         "v": "str", "help": "bool"}
 KUBECTL_FLAGS: dict[str, dict[str, str]] = {
     "get": {"output": "str", "selector": "str", "show-labels": "bool", "no-headers": "bool", "raw": "str",
             "ignore-not-found": "bool", "all-namespaces": "bool"},
     "cordon": {"selector": "str"},
+    "label": {"overwrite": "bool"},
+    "taint": {"overwrite": "bool"},
     "uncordon": {"selector": "str"},
     "drain": {"selector": "str", "ignore-daemonsets": "bool", "delete-emptydir-data": "bool",
               "delete-local-data": "bool", "force": "bool", "timeout": "str", "grace-period": "str",
@@ -4215,6 +4291,8 @@ def _kubectl(argv: list[str], out: Any, err: Any) -> int:
         for e in errors:
             err.write(e + "\n")
         return 1 if errors else 0
+    if verb in ("label", "taint"):
+        return _label_or_taint(verb, args, flags, api, out)
     if verb in ("cordon", "uncordon", "drain"):
         names = [a.partition("/")[2] if a.startswith(("node/", "nodes/")) else a for a in args]
         if not names and selector is None:

@@ -321,3 +321,27 @@ def test_deleting_a_dead_servers_node_removes_its_etcd_member(make_node: MakeNod
     shutil.rmtree(s3.data_dir / "server" / "db")
     s3.start("--server", s1.url, "--token", s1.token, "--disable", "traefik").wait_up()
     s1.wait_nodes({"s1": True, "s2": True, "s3": True})
+
+
+def test_labels_and_taints_set_with_kubectl_are_kept_across_restarts(make_node: MakeNode) -> None:
+    """Node labels and taints an operator sets live in the datastore: they survive the agent's restart
+    (re-registration) and the server's."""
+    s1 = _server(make_node)
+    a1 = make_node("a1", "agent").start("--server", s1.url, "--token", s1.token).wait_up()
+    s1.wait_nodes({"s1": True, "a1": True})
+    assert s1.kubectl("label", "node", "a1", "team=blue").stdout == "node/a1 labeled\n"
+    refused = s1.kubectl("label", "node", "a1", "team=red")
+    assert refused.returncode == 1 and "'team' already has a value (blue), and --overwrite is false" in refused.stderr
+    assert s1.kubectl("taint", "nodes", "a1", "dedicated=ml:NoSchedule").stdout == "node/a1 tainted\n"
+    a1.stop()
+    a1.start("--server", s1.url, "--token", s1.token).wait_up()
+    s1.stop()
+    s1.start().wait_up()
+    s1.wait_nodes({"s1": True, "a1": True})
+    node = s1.nodes()["a1"]
+    assert node["metadata"]["labels"]["team"] == "blue"
+    assert {"key": "dedicated", "value": "ml", "effect": "NoSchedule"} in node["spec"]["taints"]
+    assert s1.kubectl("taint", "node", "a1", "dedicated-").stdout == "node/a1 untainted\n"
+    assert s1.kubectl("label", "node", "a1", "team-").stdout == "node/a1 unlabeled\n"
+    node = s1.nodes()["a1"]
+    assert "team" not in node["metadata"]["labels"] and node["spec"]["taints"] == []
