@@ -213,7 +213,7 @@ def test_agent_loses_power_mid_deploy_and_a_rerun_finishes_it(lab: lablib.LabRec
 def test_ssh_connections_dropped_mid_run_are_retried(lab: lablib.LabRecord) -> None:
     """Every sshd process of agt1 is killed (its sessions and Ansible's persistent connection with it)
     when the agents' play starts, and sshd comes back 3 s later: the run retries the connection and
-    succeeds. (With ANSIBLE_SSH_RETRIES=0 the same run reports agt1 unreachable.)"""
+    succeeds (sshd's new main PID shows the drop happened during the run)."""
     sh(lab, "agt1", "echo '# edited by hand' >> /etc/rancher/k3s/config.yaml")
     sshd_before = sh(lab, "agt1", "systemctl show -p MainPID --value ssh.service").strip()
     rc, lines = deploy_jsonl(lab, "Join the agents", lambda: docker(
@@ -287,8 +287,9 @@ def test_a_dead_agent_is_removed_by_force(lab: lablib.LabRecord, tmp_path: Path)
     try:
         rc, doc, err = pik3s(lab, "remove", "agt1", "--force")
         assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
-        assert {n["name"] for n in doc["cluster"]["nodes"]} == {"srv"}
-        assert doc["hosts"].get("agt1", {}).get("unreachable", 0) == 0  # never contacted
+        assert "agt1" not in {n["name"] for n in doc["cluster"]["nodes"]}
+        never = {"ok": 0, "changed": 0, "failed": 0, "unreachable": 0}
+        assert {k: doc["hosts"].get("agt1", never)[k] for k in never} == never  # never contacted
         assert doc["data"]["pik3s_removed"]["agt1"].startswith(
             "deleted from the cluster without contacting the host (forced); K3s was NOT uninstalled from it")
         rc, doc, _ = pik3s(lab, "remove", "agt1", "--force")  # again: nothing left to delete
