@@ -67,8 +67,10 @@ class ActionModule(ActionBase):
             for item in module_result.get("files", []):
                 outcome[item["path"]] = item["action"]
         changed_paths = [e["path"] for e in entries if outcome.get(e["path"], "unchanged") not in ("unchanged", "kept")]
+        leftovers = module_result.get("leftovers_removed") or []
         result.update(
-            changed=bool(changed_paths), changed_paths=changed_paths, host_calls=1 if to_send else 0,
+            changed=bool(changed_paths or leftovers), changed_paths=changed_paths, leftovers_removed=leftovers,
+            host_calls=1 if to_send else 0,
             files=[{"path": e["path"], "label": e["label"] or e["path"], "action": outcome.get(e["path"], "unchanged")}
                    for e in entries])
         if module_result.get("diff"):

@@ -149,6 +149,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+leftovers_removed:
+  description:
+    - Temporary files of earlier writers that died mid-write (a killed run, a power cut), removed from the
+      directories of this call's files; the files they were replacing had stayed intact.
+  returned: always
+  type: list
+  elements: str
 changed_paths:
   description: The paths that changed (or would change in check mode), in order.
   returned: always
@@ -311,7 +318,7 @@ class Writer:
                 os.chmod(path, current & final)
         old_umask = os.umask(0o077)
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".pik3s-", dir=directory)
+            fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=directory)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
@@ -463,10 +470,55 @@ class Writer:
         return self._record(entry, path, "updated" if before is not None else "created")
 
 
+# Temporary files are named .pik3s-<pid of the writer>-<random>: one whose writer is gone was left by a
+# run killed mid-write (the file it was replacing is intact), and is removed by the next write there.
+TMP_PREFIX = ".pik3s-"
+
+
+def remove_leftovers(directories):
+    """Remove the temporary files of writers that died (killed run, power cut) from ``directories``."""
+    removed = []
+    for directory in sorted(set(directories)):
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            if not name.startswith(TMP_PREFIX):
+                continue
+            pid = name[len(TMP_PREFIX):].partition("-")[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue  # another run is writing there now
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed.append(os.path.join(directory, name))
+            except OSError:
+                pass
+    return removed
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     writer = Writer(module)
     entries = [(e, e["secret"]) for e in module.params["files"]] + [(e, True) for e in module.params["secrets"]]
+    directories = []
+    for entry, _secret in entries:
+        if entry["state"] in ("file", "block"):
+            try:
+                directories.append(os.path.dirname(_expand(entry["path"])))
+            except OSError:
+                pass  # reported below, with the entry
+    leftovers = [] if module.check_mode else remove_leftovers(directories)
     entries.sort(key=lambda pair: pair[0]["path"].count("/"))  # directories before what is in them
     for entry, secret in entries:
         try:
@@ -490,7 +542,8 @@ def main():
                                  files=writer.results)
             module.fail_json(msg=f"{entry['path']}: {exc.strerror or exc}", files=writer.results)
     changed_paths = [r["path"] for r in writer.results if r["action"] not in ("unchanged", "kept")]
-    result = {"changed": bool(changed_paths), "changed_paths": changed_paths, "files": writer.results}
+    result = {"changed": bool(changed_paths or leftovers), "changed_paths": changed_paths, "files": writer.results,
+              "leftovers_removed": leftovers}
     if writer.diffs:
         result["diff"] = writer.diffs
     module.exit_json(**result)

@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 from pik3s.lab import lab as lablib
 from pik3s.results import EXIT_HOST_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE
@@ -257,12 +258,93 @@ def test_a_full_disk_stops_that_node_only_and_changes_nothing_there(lab: lablib.
     assert "# edited by hand" not in sh(lab, "agt2", "cat /etc/rancher/k3s/config.yaml")
 
 
+def kill_ansible_playbook(root_pid: int) -> list[int]:
+    """SIGKILL every ansible-playbook process under ``root_pid`` (the pik3s run), as a controller that
+    loses power would stop; returns their pids."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    family, grew = {root_pid}, True
+    while grew:
+        kids = {pid for pid, ppid in parents.items() if ppid in family} - family
+        family |= kids
+        grew = bool(kids)
+    killed = []
+    for pid in sorted(family - {root_pid}):
+        try:
+            if b"ansible-playbook" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, 9)
+                killed.append(pid)
+        except OSError:
+            continue
+    return killed
+
+
+def test_controller_killed_mid_write_leaves_whole_files_and_a_rerun_finishes(lab: lablib.LabRecord) -> None:
+    """ansible-playbook is SIGKILLed when srv's binary swap starts (an upgrade to v1.31.4): srv's binary
+    is one whole release or the other (it runs), its config.yaml is whole; the re-run (test_day2_verbs'
+    upgrade) finishes, and no temporary file is left (see there)."""
+    proc = subprocess.Popen([PIK3S, "upgrade", "-i", "inventories/lab", "--output", "jsonl", "--k3s-version",
+                             "v1.31.4+k3s1"], cwd=ROOT, env=_env(lab), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    killed: list[int] = []
+    for raw in proc.stdout:
+        ev = json.loads(raw)
+        if (not killed and ev.get("kind") == "start" and ev.get("host") == "srv"
+                and "Write the files that differ" in ev.get("task", "")):
+            killed = kill_ansible_playbook(proc.pid)
+    proc.wait(timeout=300)
+    assert killed, "the binary swap never started"
+    assert proc.returncode != EXIT_OK
+    version = sh(lab, "srv", "/usr/local/bin/k3s --version | head -1")
+    assert VERSION in version or "v1.31.4+k3s1" in version, version
+    config = sh(lab, "srv", "cat /etc/rancher/k3s/config.yaml")
+    assert yaml.safe_load(config)["node-name"] == "srv"  # whole: it parses and has its keys
+
+
+def test_agent_cut_off_during_a_rolling_upgrade_stops_the_roll(lab: lablib.LabRecord) -> None:
+    """agt2's network is cut (disconnected from the lab network) when the agents' upgrade starts: the
+    roll stops there (exit 6, agt2 unreachable), the API keeps answering (the report reads the cluster
+    from srv); with the link back, test_day2_verbs' upgrade finishes the roll."""
+    agt2 = next(h for h in lab.hosts if h.name == "agt2")
+    proc = subprocess.Popen([PIK3S, "upgrade", "-i", "inventories/lab", "--output", "jsonl", "--k3s-version",
+                             "v1.31.4+k3s1"], cwd=ROOT, env=_env(lab), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    cut, lines = False, []
+    try:
+        for raw in proc.stdout:
+            ev = json.loads(raw)
+            lines.append(ev)
+            if not cut and ev.get("kind") == "play" and ev["play"].startswith("Upgrade the agents"):
+                docker("network", "disconnect", lab.network, agt2.container)
+                cut = True
+        rc = proc.wait(timeout=600)
+        result = lines[-1]
+        assert cut and rc == EXIT_UNREACHABLE == result["exit_code"], result.get("failures")
+        assert [f["host"] for f in result["failures"]] == ["agt2"]
+        versions = {n["name"]: n["version"] for n in result["cluster"]["nodes"]}
+        assert versions["srv"] == "v1.31.4+k3s1" and versions["agt2"] == VERSION  # the roll stopped at agt2
+        assert kubectl(lab, "get", "--raw", "/readyz") == "ok"
+    finally:
+        if cut:
+            docker("network", "connect", "--ip", agt2.ip, lab.network, agt2.container)
+
+
 def test_day2_verbs(lab: lablib.LabRecord) -> None:
     """upgrade, backup (refused: one server on SQLite), remove, add and reset through the CLI."""
     rc, doc, err = pik3s(lab, "upgrade", "--k3s-version", "v1.31.4+k3s1")
     assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
     assert {n["name"]: n["version"] for n in doc["cluster"]["nodes"]} == dict.fromkeys(("srv", "agt1", "agt2"),
                                                                                         "v1.31.4+k3s1")
+    # After the killed run (test_controller_killed_mid_write_...): no temporary file left anywhere pik3s writes.
+    for name in ("srv", "agt1", "agt2"):
+        listing = sh(lab, name, "ls -a /usr/local/bin /etc/rancher/k3s /etc/systemd/system")
+        assert [n for n in listing.split() if n.startswith(".pik3s-")] == [], name
     rc, doc, _ = pik3s(lab, "backup")
     assert rc == EXIT_HOST_FAILED and doc["failures"][0]["host"] == "srv"
     assert doc["failures"][0]["message"].startswith("srv has no embedded etcd")

@@ -61,16 +61,13 @@ def _versions(kubeconfig: dict) -> dict[str, str]:
 
 
 def test_an_upgrade_does_not_start_with_a_server_down(host) -> None:
-    """srv3 is down (K3s and sshd stopped, every SSH session killed): the upgrade refuses to start,
-    naming srv3, and changes nothing (every node still on the first release); back up, srv3 is Ready.
-    (Not a powered-off container: the simulated servers slow down on a peer whose address stops
-    answering, see the README's simulator limits.)"""
+    """srv3 is powered off (its container killed): the upgrade refuses to start, naming srv3, and
+    changes nothing (every node still on the first release); powered on, srv3 comes back Ready."""
     if host.backend.get_hostname() != "srv1":
         return
     kubeconfig = yaml.safe_load((INVENTORY / ".kube" / "k3s.yaml").read_text())
     srv3 = "pik3s-mol-upgrade-srv3"
-    subprocess.run(["docker", "exec", srv3, "sh", "-c", "systemctl stop k3s ssh.socket ssh.service; "
-                    "pkill -KILL sshd || true"], check=True, capture_output=True)
+    subprocess.run(["docker", "kill", srv3], check=True, capture_output=True)
     try:
         refused = run_playbook("playbooks/upgrade.yml", "-e", f"k3s_version={OLD}")
         assert refused.returncode != 0
@@ -82,8 +79,7 @@ def test_an_upgrade_does_not_start_with_a_server_down(host) -> None:
         versions = _versions(kubeconfig)
         assert {n: versions[n] for n in ("srv1", "srv2", "agt1")} == dict.fromkeys(("srv1", "srv2", "agt1"), FIRST)
     finally:
-        subprocess.run(["docker", "exec", srv3, "systemctl", "start", "ssh.service", "k3s"], check=True,
-                       capture_output=True)
+        subprocess.run(["docker", "start", srv3], check=True, capture_output=True)
     deadline, ready = time.monotonic() + 180, {}
     while time.monotonic() < deadline:
         try:

@@ -1030,6 +1030,11 @@ class ServerState:
         self.lock = threading.RLock()
         self.data: dict[str, Any] = {}
         self._alive_cache: tuple[float, list[str]] = (0.0, [])
+        # Members that stopped answering (name -> when), as etcd marks a peer inactive: skipped by the
+        # calls that serve requests and writes, and probed again by one background thread, so that a
+        # peer that is gone costs one timeout, not one per request.
+        self._down: dict[str, float] = {}
+        self._prober: threading.Thread | None = None
 
     # persistence ------------------------------------------------------------
     def load(self) -> None:
@@ -1045,6 +1050,32 @@ class ServerState:
     def forget_alive(self) -> None:
         self._alive_cache = (0.0, [])
 
+    def _ping(self, url: str) -> dict[str, Any] | None:
+        try:
+            info = json.loads(self.server.peer_call(url, "GET", "/v1-k3s/sim/peer/ping", timeout=1.5))
+        except Exception:
+            return None
+        return info if isinstance(info, dict) else None
+
+    def mark_down(self, name: str) -> None:
+        """``name`` did not answer: skip it until the prober hears from it again."""
+        self._down.setdefault(name, time.monotonic())
+        if self._prober is None:
+            self._prober = threading.Thread(target=self._probe_loop, daemon=True, name="etcd-prober")
+            self._prober.start()
+
+    def _probe_loop(self) -> None:
+        """One long-lived thread (threads that exit leak under qemu-user 7.2): ping the members marked
+        down, once a second, and bring back those that answer."""
+        while not self.server.stop.wait(1.0):
+            members = self.members()
+            for name in list(self._down):
+                if name not in members:
+                    self._down.pop(name, None)
+                elif self._ping(members[name]) is not None:
+                    self._down.pop(name, None)
+                    self.forget_alive()
+
     def alive(self) -> list[str]:
         """Members that answer (this one included), sorted by name."""
         now = time.monotonic()
@@ -1052,14 +1083,13 @@ class ServerState:
             return self._alive_cache[1]
         alive = [self.server.node_name]
         for name, url in self.members().items():
-            if name == self.server.node_name:
+            if name == self.server.node_name or name in self._down:
                 continue
-            try:
-                info = json.loads(self.server.peer_call(url, "GET", "/v1-k3s/sim/peer/ping", timeout=1.5))
-                if info.get("generation") == self.data.get("generation"):
-                    alive.append(name)
-            except Exception:
-                pass
+            info = self._ping(url)
+            if info is None:
+                self.mark_down(name)
+            elif info.get("generation") == self.data.get("generation"):
+                alive.append(name)
         self._alive_cache = (now, sorted(alive))
         return self._alive_cache[1]
 
@@ -1109,13 +1139,13 @@ class ServerState:
             new["revision"] = new.get("revision", 0) + 1
             acks = 1
             for name, url in self.members().items():
-                if name == self.server.node_name:
-                    continue
+                if name == self.server.node_name or name in self._down:
+                    continue  # a member that stopped answering catches up when it is back
                 try:
                     self.server.peer_call(url, "POST", "/v1-k3s/sim/peer/replicate", new, timeout=2)
                     acks += 1
                 except Exception:
-                    pass
+                    self.mark_down(name)
             # A quorum of the current members must acknowledge (a member being
             # added is not serving yet; it receives the state in its join reply).
             if acks < self.quorum():
@@ -1339,6 +1369,9 @@ class Server:
                                 "401 Unauthorized (wrong token password)") from exc
                 if exc.status == 400:
                     raise Fatal(f"failed to validate server configuration: {exc.body}") from exc
+                if exc.status == 409:
+                    raise Fatal("starting kubernetes: preparing server: start managed database: joining etcd "
+                                f"cluster: {str(exc.body).strip()}") from exc
                 log("info", f"Waiting to join the cluster: {url}: {exc}")
             except (OSError, ssl.SSLError) as exc:
                 log("info", f"Waiting for the server at {url} to answer: {exc}")
@@ -2275,7 +2308,13 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             if mine.get(key) != theirs.get(key):
                 return self._error(400, f"critical configuration value mismatch between servers: "
                                         f"{key} is {mine.get(key)!r} on the cluster, {theirs.get(key)!r} here")
-        srv.state.write({"op": "add_member", "name": body["name"], "url": body["url"]})
+        name = body["name"]
+        if name in srv.state.members() and name in srv.state.data["nodes"]:
+            # A member that started once (its node registered) and a joiner of that name without a
+            # datastore: a rebuilt machine, or a join that died after starting. K3s refuses; deleting
+            # the node removes the member. (A member added but never started is taken over, as K3s does.)
+            return self._error(409, "duplicate node name found, please use a unique name for this node")
+        srv.state.write({"op": "add_member", "name": name, "url": body["url"]})
         srv.state.forget_alive()
         return self._send(200, {"state": srv.state.data})
 

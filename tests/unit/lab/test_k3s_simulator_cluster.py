@@ -345,3 +345,46 @@ def test_labels_and_taints_set_with_kubectl_are_kept_across_restarts(make_node: 
     assert s1.kubectl("label", "node", "a1", "team-").stdout == "node/a1 unlabeled\n"
     node = s1.nodes()["a1"]
     assert "team" not in node["metadata"]["labels"] and node["spec"]["taints"] == []
+
+
+def test_a_server_that_stops_answering_does_not_slow_the_others(make_node: MakeNode) -> None:
+    """s3 freezes (SIGSTOP: its sockets still accept, nothing answers, as a powered-off or partitioned
+    peer costs timeouts): s1 and s2 keep quorum, answer promptly and keep their own nodes Ready; s3's node
+    turns NotReady."""
+    import os
+    import signal
+    s1, _s2, s3 = _ha(make_node)
+    assert s3.proc is not None
+    os.kill(s3.proc.pid, signal.SIGSTOP)
+    try:
+        slowest, ready = 0.0, {}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            res = s1.kubectl("get", "nodes", "-o", "json")
+            slowest = max(slowest, time.monotonic() - started)
+            assert res.returncode == 0, res.stderr
+            ready = {n["metadata"]["name"]: n["status"]["conditions"][0]["status"]
+                     for n in json.loads(res.stdout)["items"]}
+            assert ready["s1"] == ready["s2"] == "True", ready
+            time.sleep(1)
+        assert ready["s3"] != "True"
+        assert slowest < 4.0, f"kubectl took {slowest:.1f} s with a frozen peer"
+    finally:
+        os.kill(s3.proc.pid, signal.SIGCONT)
+
+
+def test_a_rebuilt_server_is_refused_while_its_old_member_remains(make_node: MakeNode) -> None:
+    """s3 loses its datastore (a re-flashed SD card) while the cluster still has its etcd member: its join
+    is refused with K3s's message; once its node is deleted (which removes the member) it joins."""
+    s1, _s2, s3 = _ha(make_node)
+    s3.stop()
+    shutil.rmtree(s3.data_dir / "server" / "db")
+    join = ("--server", s1.url, "--token", s1.token, "--disable", "traefik")
+    s3.start(*join)
+    assert s3.wait_exit() == 1
+    assert ("joining etcd cluster: duplicate node name found, please use a unique name for this node"
+            in s3.logs())
+    assert s1.kubectl("delete", "node", "s3").returncode == 0
+    s3.start(*join).wait_up()
+    s1.wait_nodes({"s1": True, "s2": True, "s3": True})

@@ -167,3 +167,19 @@ def test_a_full_disk_says_so_and_leaves_the_old_file(small_disk: Path) -> None:
                           "Free space there, then re-run.")
     assert f.read_text() == "old: 1\n"
     assert sorted(p.name for p in small_disk.iterdir()) == [".filler", "config.yaml"]
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    """A run killed mid-write leaves .pik3s-<pid>-* beside the intact old file: the next write in that
+    directory removes it, and leaves the temporary file of a writer that is still alive."""
+    f = tmp_path / "k3s"
+    f.write_text("old binary\n")
+    dead = tmp_path / ".pik3s-999999999-abcd"  # no such pid
+    dead.write_text("half a bin")
+    live = tmp_path / f".pik3s-{os.getpid()}-efgh"
+    live.write_text("being written")
+    out = run([{"path": str(tmp_path / "config.yaml"), "content": "a: 1\n", "mode": "0600"}])
+    assert out["changed"] and out["leftovers_removed"] == [str(dead)]
+    assert not dead.exists() and live.exists() and f.read_text() == "old binary\n"
+    again = run([{"path": str(tmp_path / "config.yaml"), "content": "a: 1\n", "mode": "0600"}])
+    assert again["leftovers_removed"] == [] and not again["changed"]
