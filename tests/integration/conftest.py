@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -62,3 +63,18 @@ def conformance_collections() -> Path:
     shutil.rmtree(root, ignore_errors=True)
     partial.rename(root)
     return root
+
+
+REPORTS = Path(os.environ.get("PIK3S_REPORT_DIR") or Path.home() / ".cache" / "pik3s" / "reports")
+
+
+def record_fault(module: str, fault: str, outcome: str, recover_s: float | None, manual: str = "none",
+                 data_lost: str = "none") -> None:
+    """One row of the fault table (fault -> outcome, time to recover with a re-run, manual steps, data
+    lost) into $PIK3S_REPORT_DIR/faults-<module>.json (one file per module: modules run in parallel)."""
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    path = REPORTS / f"faults-{module}.json"
+    rows = json.loads(path.read_text()) if path.exists() else {}
+    rows[fault] = {"outcome": outcome, "recover_s": None if recover_s is None else round(recover_s, 1),
+                   "manual_steps": manual, "data_lost": data_lost}
+    path.write_text(json.dumps(rows, indent=1) + "\n")

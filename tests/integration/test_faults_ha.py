@@ -21,7 +21,7 @@ import yaml
 from pik3s.lab import lab as lablib
 from pik3s.results import EXIT_OK, EXIT_UNREACHABLE
 from tests.conftest import ROOT, ansible_env
-from tests.integration.conftest import host, running_lab
+from tests.integration.conftest import host, record_fault, running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -137,8 +137,10 @@ def test_a_server_powered_off_mid_join_then_joined_by_a_rerun(lab: lablib.LabRec
     docker("start", container(lab, "srv3"))
     wait_ssh(lab, "srv3")
     sh(lab, "srv3", "systemctl stop k3s; rm -rf /var/lib/rancher/k3s/server/db")
+    started = time.monotonic()
     proc = subprocess.run([PIK3S, "add", "srv3", "-i", "inventories/lab", "--output", "jsonl"], cwd=ROOT,
                           env=_env(lab), capture_output=True, text=True, timeout=900, check=False)
+    recovered = time.monotonic() - started
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert proc.returncode == EXIT_OK, (events[-1].get("failures"), proc.stderr[-2000:])
     said = [e["message"] for e in events if e.get("host") == "srv3" and "has no datastore" in e.get("message", "")]
@@ -147,6 +149,9 @@ def test_a_server_powered_off_mid_join_then_joined_by_a_rerun(lab: lablib.LabRec
     seen = wait_all_ready(lab, "srv1", {"srv1", "srv2", "srv3", "agt1"})
     assert members(lab, "srv1") == set(SERVERS)
     assert seen["agt1"]["metadata"]["labels"]["pik3s.test/kept"] == "yes"
+    record_fault("ha", "a joining server powered off mid-join, its datastore lost",
+                 "quorum kept, API answered; the re-run deleted its stale node (member), said so, joined it",
+                 recovered)
 
 
 def test_restore_on_three_servers(lab: lablib.LabRecord) -> None:
@@ -162,8 +167,11 @@ def test_restore_on_three_servers(lab: lablib.LabRecord) -> None:
                     " && k3s kubectl apply -f /root/ns.yaml")
     assert kubectl(lab, "srv1", "get", "namespace", "after-backup", "-o", "name").stdout.strip() == \
         "namespace/after-backup"
+    started = time.monotonic()
     rc, doc, err = pik3s(lab, "restore", backup)
     assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
+    record_fault("ha", "restore with three servers", "every node back, three members, the later object gone",
+                 time.monotonic() - started, "pik3s restore BACKUP", "what changed after the backup (by design)")
     seen = wait_all_ready(lab, "srv1", {"srv1", "srv2", "srv3", "agt1"})
     assert seen["srv2"]["metadata"]["labels"].get("pik3s.test/before-backup") == "yes"
     assert seen["agt1"]["metadata"]["labels"]["pik3s.test/kept"] == "yes"
@@ -195,6 +203,7 @@ def test_losing_the_first_server_for_good(lab: lablib.LabRecord, tmp_path: Path)
     machine takes the name srv1 (here: the old one, powered on and reset) and a deploy joins it as the
     third server. Every node Ready, three members, the labels kept."""
     docker("kill", container(lab, "srv1"))
+    started = time.monotonic()
     inv = reordered_inventory(lab, tmp_path, ["srv2", "srv3", "srv1"])
     rc, doc, err = pik3s(lab, "remove", "srv1", "--force", inventory=inv)
     assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
@@ -213,5 +222,9 @@ def test_losing_the_first_server_for_good(lab: lablib.LabRecord, tmp_path: Path)
     assert doc["cluster"]["read_from"] == "srv2"
     assert seen["agt1"]["metadata"]["labels"]["pik3s.test/kept"] == "yes"
     assert seen["srv2"]["metadata"]["labels"].get("pik3s.test/before-backup") == "yes"
+    recovered = time.monotonic() - started
     rc, doc, err = pik3s(lab, "check", inventory=inv)
     assert rc == EXIT_OK and doc["changes"] == {}, (doc.get("changes"), err[-2000:])
+    record_fault("ha", "the first server lost for good", "another put first, the dead one removed by force, a "
+                 "fresh machine of its name joined as a server", recovered,
+                 "reorder the server group; pik3s remove --force; reset the new machine; pik3s deploy")

@@ -616,16 +616,18 @@ def test_cli_jsonl_streams_events_then_the_result(local_play: tuple[Path, Path],
     jsonschema.validate(lines[-1], SCHEMA)
 
 
-def test_ssh_retries_unless_the_caller_sets_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A dropped connection is tried again (runner.SSH_RETRIES) unless the environment or the
-    ansible.cfg the run uses says how often."""
+def test_ssh_retries_and_keepalives_unless_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dropped connection is tried again (runner.SSH_RETRIES) and a vanished host is noticed by
+    keepalives (runner.SSH_ARGS), unless the environment or the ansible.cfg the run uses says otherwise."""
     cfg = tmp_path / "ansible.cfg"
     cfg.write_text("[defaults]\nforks = 5\n")
     monkeypatch.setenv("ANSIBLE_CONFIG", str(cfg))
     monkeypatch.delenv("ANSIBLE_SSH_RETRIES", raising=False)
+    monkeypatch.delenv("ANSIBLE_SSH_ARGS", raising=False)
     assert runner._ansible_env()["ANSIBLE_SSH_RETRIES"] == "3" == str(runner.SSH_RETRIES)
-    cfg.write_text("[ssh_connection]\nretries = 0\n")
-    assert "ANSIBLE_SSH_RETRIES" not in runner._ansible_env()
+    assert "-o ServerAliveInterval=10 -o ServerAliveCountMax=3" in runner._ansible_env()["ANSIBLE_SSH_ARGS"]
+    cfg.write_text("[ssh_connection]\nretries = 0\nssh_args = -o ControlMaster=no\n")
+    assert "ANSIBLE_SSH_RETRIES" not in runner._ansible_env() and "ANSIBLE_SSH_ARGS" not in runner._ansible_env()
     cfg.write_text("[connection]\nretries = 1\n")
     assert "ANSIBLE_SSH_RETRIES" not in runner._ansible_env()
     cfg.write_text("[defaults]\n")
