@@ -154,12 +154,12 @@ def test_a_server_powered_off_mid_join_then_joined_by_a_rerun(lab: lablib.LabRec
                  recovered)
 
 
-def test_restore_on_three_servers(lab: lablib.LabRecord) -> None:
+def test_restore_on_three_servers(lab: lablib.LabRecord, tmp_path: Path) -> None:
     """backup, then a label removed and an object created after it; restore: the snapshot on srv1, the
     other two servers' datastores moved aside and rejoined, every node back and Ready, the label back,
     the later object gone, three members."""
     kubectl(lab, "srv1", "label", "node", "srv2", "pik3s.test/before-backup=yes")
-    rc, doc, err = pik3s(lab, "backup")
+    rc, doc, err = pik3s(lab, "backup", "-e", f"k3s_backup_dir={tmp_path / 'backups'}")  # not into the checkout
     assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
     backup = doc["data"]["pik3s_backup"]["path"]
     kubectl(lab, "srv1", "label", "node", "srv2", "pik3s.test/before-backup-")
