@@ -289,23 +289,37 @@ def kill_ansible_playbook(root_pid: int) -> list[int]:
     return killed
 
 
-def test_controller_killed_mid_write_leaves_whole_files_and_a_rerun_finishes(lab: lablib.LabRecord) -> None:
-    """ansible-playbook is SIGKILLed when srv's binary swap starts (an upgrade to v1.31.4): srv's binary
-    is one whole release or the other (it runs), its config.yaml is whole; the re-run (test_day2_verbs'
-    upgrade) finishes, and no temporary file is left (see there)."""
-    proc = subprocess.Popen([PIK3S, "upgrade", "-i", "inventories/lab", "--output", "jsonl", "--k3s-version",
-                             "v1.31.4+k3s1"], cwd=ROOT, env=_env(lab), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def run_and_kill(lab: lablib.LabRecord, args: list[str], host: str) -> None:
+    """Run ``pik3s ARGS`` and SIGKILL its ansible-playbook when ``host``'s file write starts."""
+    proc = subprocess.Popen([PIK3S, *args, "-i", "inventories/lab", "--output", "jsonl"], cwd=ROOT, env=_env(lab),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     killed: list[int] = []
     for raw in proc.stdout:
         ev = json.loads(raw)
-        if (not killed and ev.get("kind") == "start" and ev.get("host") == "srv"
+        if (not killed and ev.get("kind") == "start" and ev.get("host") == host
                 and "Write the files that differ" in ev.get("task", "")):
             killed = kill_ansible_playbook(proc.pid)
     proc.wait(timeout=300)
-    assert killed, "the binary swap never started"
+    assert killed, f"{host}'s file write never started"
     assert proc.returncode != EXIT_OK
+
+
+def test_controller_killed_mid_write_leaves_whole_files_and_a_rerun_finishes(lab: lablib.LabRecord) -> None:
+    """ansible-playbook is SIGKILLed when agt1's config write starts (a deploy repairing a hand edit):
+    its config.yaml is the old one or the new one, whole, and a re-run converges it and leaves no
+    temporary file. Then SIGKILLed when srv's binary swap starts (an upgrade to v1.31.4): srv's binary is
+    one whole release or the other (it runs), its config.yaml whole; the re-run (test_day2_verbs'
+    upgrade) finishes the roll, and no temporary file is left anywhere (checked there)."""
+    sh(lab, "agt1", "echo '# edited by hand' >> /etc/rancher/k3s/config.yaml")
+    run_and_kill(lab, ["deploy", "-e", f"k3s_version={VERSION}"], "agt1")
+    assert yaml.safe_load(sh(lab, "agt1", "cat /etc/rancher/k3s/config.yaml"))["server"].startswith("https://")
+    rc, doc, err = pik3s(lab, "deploy", "-e", f"k3s_version={VERSION}")
+    assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
+    assert "# edited by hand" not in sh(lab, "agt1", "cat /etc/rancher/k3s/config.yaml")
+    listing = sh(lab, "agt1", "ls -a /etc/rancher/k3s")
+    assert [n for n in listing.split() if n.startswith(".pik3s-")] == []
+    run_and_kill(lab, ["upgrade", "--k3s-version", "v1.31.4+k3s1"], "srv")
     version = sh(lab, "srv", "/usr/local/bin/k3s --version | head -1")
     assert VERSION in version or "v1.31.4+k3s1" in version, version
     config = sh(lab, "srv", "cat /etc/rancher/k3s/config.yaml")

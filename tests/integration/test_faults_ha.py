@@ -27,6 +27,7 @@ pytestmark = pytest.mark.lab
 
 PIK3S = str(Path(sys.executable).with_name("pik3s"))
 SERVERS = ("srv1", "srv2", "srv3")
+BACKUPS: list[Path] = []  # the backups taken, checked still whole after the later faults
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +163,7 @@ def test_restore_on_three_servers(lab: lablib.LabRecord, tmp_path: Path) -> None
     rc, doc, err = pik3s(lab, "backup", "-e", f"k3s_backup_dir={tmp_path / 'backups'}")  # not into the checkout
     assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
     backup = doc["data"]["pik3s_backup"]["path"]
+    BACKUPS.append(Path(backup))
     kubectl(lab, "srv1", "label", "node", "srv2", "pik3s.test/before-backup-")
     sh(lab, "srv1", "printf 'apiVersion: v1\\nkind: Namespace\\nmetadata:\\n  name: after-backup\\n' > /root/ns.yaml"
                     " && k3s kubectl apply -f /root/ns.yaml")
@@ -223,6 +225,8 @@ def test_losing_the_first_server_for_good(lab: lablib.LabRecord, tmp_path: Path)
     assert seen["agt1"]["metadata"]["labels"]["pik3s.test/kept"] == "yes"
     assert seen["srv2"]["metadata"]["labels"].get("pik3s.test/before-backup") == "yes"
     recovered = time.monotonic() - started
+    for backup in BACKUPS:  # no backup lost to the faults
+        assert sorted(f.name for f in backup.iterdir()) == ["config.yaml", "nodes.json", "snapshot", "token"]
     rc, doc, err = pik3s(lab, "check", inventory=inv)
     assert rc == EXIT_OK and doc["changes"] == {}, (doc.get("changes"), err[-2000:])
     record_fault("ha", "the first server lost for good", "another put first, the dead one removed by force, a "

@@ -719,9 +719,13 @@ def _is_ip(value: str) -> bool:
 def write_private(path: Path, data: bytes | str, mode: int = 0o600) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data.encode() if isinstance(data, str) else data)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+    except OSError as exc:  # name the file, as Go's errors do (a full disk fails the write or the close)
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     os.chmod(tmp, mode)
     os.replace(tmp, path)
 
@@ -4862,7 +4866,12 @@ def _run_daemon(obj: Server | Agent) -> int:
             obj.shutdown()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    obj.start()
+    try:
+        obj.start()
+    except OSError as exc:  # a data directory that cannot be written (full disk, read-only SD card)
+        what = "preparing server" if isinstance(obj, Server) else "failed to prepare agent"
+        where = f"open {exc.filename}: " if exc.filename else ""
+        raise Fatal(f"{what}: {where}{(exc.strerror or str(exc)).lower()}") from exc
     return 0
 
 

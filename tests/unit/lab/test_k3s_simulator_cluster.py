@@ -13,6 +13,8 @@ import stat
 import time
 from collections.abc import Callable
 
+import pytest
+
 from pik3s.lab import k3s_simulator as sim
 from tests.unit.lab.simharness import Node
 
@@ -388,3 +390,31 @@ def test_a_rebuilt_server_is_refused_while_its_old_member_remains(make_node: Mak
     assert s1.kubectl("delete", "node", "s3").returncode == 0
     s3.start(*join).wait_up()
     s1.wait_nodes({"s1": True, "s2": True, "s3": True})
+
+
+def test_a_server_whose_data_dir_is_full_refuses_to_start(make_node: MakeNode) -> None:
+    """Its data directory on a real filesystem filled to the last byte: the server exits 1 with the
+    file it could not write and "no space left on device", as K3s's fatal line names them."""
+    import os
+    import subprocess
+    s1 = make_node("s1")
+    s1.data_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(s1.data_dir)],
+                                           capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
+    try:
+        fd = os.open(s1.data_dir / ".filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        for size in (4096, 1):
+            try:
+                while os.write(fd, b"\0" * size):
+                    pass
+            except OSError:
+                pass
+        os.close(fd)
+        s1.start("--cluster-init")
+        assert s1.wait_exit() == 1
+        fatal = [line for line in s1.logs().splitlines() if "level=fatal" in line]
+        assert fatal and "preparing server: open " in fatal[0] and fatal[0].endswith(
+            'no space left on device"'), fatal
+    finally:
+        subprocess.run(["umount", "-l", str(s1.data_dir)], check=False)
