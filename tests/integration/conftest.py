@@ -17,6 +17,7 @@ import pytest
 
 from pik3s.lab import lab as lablib
 from pik3s.lab import spec as speclib
+from tests.conftest import ROOT
 
 
 def host(name: str, group: str, arch: str = "amd64", model: str = "rpi4") -> dict[str, Any]:
@@ -78,3 +79,15 @@ def record_fault(module: str, fault: str, outcome: str, recover_s: float | None,
     rows[fault] = {"outcome": outcome, "recover_s": None if recover_s is None else round(recover_s, 1),
                    "manual_steps": manual, "data_lost": data_lost}
     path.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def lab_inventory(lab: lablib.LabRecord) -> str:
+    """A private copy of inventories/lab for ``lab`` (the dynamic inventory script and the group_vars,
+    linked): what the playbooks write beside the inventory (the fetched kubeconfig in .kube/, backups in
+    .backups/) stays with this lab, apart from the checkout and from labs run in parallel."""
+    d = Path(lab.state_dir) / "inventory"
+    if not d.is_dir():
+        (d / "group_vars").mkdir(parents=True)
+        (d / "hosts").symlink_to(ROOT / "inventories" / "lab" / "hosts")
+        (d / "group_vars" / "all.yml").symlink_to(ROOT / "inventories" / "lab" / "group_vars" / "all.yml")
+    return str(d)

@@ -21,7 +21,7 @@ import yaml
 from pik3s.lab import lab as lablib
 from pik3s.results import EXIT_HOST_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE
 from tests.conftest import ROOT, ansible_env
-from tests.integration.conftest import host, record_fault, running_lab
+from tests.integration.conftest import host, lab_inventory, record_fault, running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -43,7 +43,7 @@ def _env(lab: lablib.LabRecord) -> dict[str, str]:
 
 
 def pik3s(lab: lablib.LabRecord, *args: str) -> tuple[int, dict[str, Any], str]:
-    proc = subprocess.run([PIK3S, *args, "-i", "inventories/lab", "--output", "json"], cwd=ROOT, env=_env(lab),
+    proc = subprocess.run([PIK3S, *args, "-i", lab_inventory(lab), "--output", "json"], cwd=ROOT, env=_env(lab),
                           capture_output=True, text=True, timeout=900, check=False)
     doc = json.loads(proc.stdout) if proc.stdout.strip() else {}
     return proc.returncode, doc, proc.stderr
@@ -110,7 +110,11 @@ def test_check_on_the_converged_cluster_changes_nothing(lab: lablib.LabRecord) -
 
 
 def test_status_reads_the_cluster_from_the_server(lab: lablib.LabRecord) -> None:
-    proc = subprocess.run([PIK3S, "status", "-i", "inventories/lab"], cwd=ROOT, env=_env(lab), capture_output=True,
+    # A converged deploy with the lab's own inventory: nothing changes on the hosts, and the kubeconfig
+    # is fetched beside that inventory (the first deploy used the vaulted one).
+    rc, doc, err = pik3s(lab, "deploy", "-e", f"k3s_version={VERSION}")
+    assert rc == EXIT_OK and all(s["changed"] == 0 for h, s in doc["hosts"].items() if h != "srv"), err[-2000:]
+    proc = subprocess.run([PIK3S, "status", "-i", lab_inventory(lab)], cwd=ROOT, env=_env(lab), capture_output=True,
                           text=True, timeout=300, check=False)
     assert proc.returncode == EXIT_OK, proc.stderr
     rows = [line.split() for line in proc.stdout.splitlines()[1:4]]
@@ -155,7 +159,7 @@ def kubectl(lab: lablib.LabRecord, *args: str) -> str:
 
 def deploy_jsonl(lab: lablib.LabRecord, at_play: str, fault: Any) -> tuple[int, list[dict[str, Any]]]:
     """`pik3s deploy --output jsonl`, calling ``fault()`` once when the play ``at_play`` starts."""
-    proc = subprocess.Popen([PIK3S, "deploy", "-i", "inventories/lab", "--output", "jsonl",
+    proc = subprocess.Popen([PIK3S, "deploy", "-i", lab_inventory(lab), "--output", "jsonl",
                              "-e", f"k3s_version={VERSION}"], cwd=ROOT, env=_env(lab),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
@@ -291,7 +295,7 @@ def kill_ansible_playbook(root_pid: int) -> list[int]:
 
 def run_and_kill(lab: lablib.LabRecord, args: list[str], host: str) -> None:
     """Run ``pik3s ARGS`` and SIGKILL its ansible-playbook when ``host``'s file write starts."""
-    proc = subprocess.Popen([PIK3S, *args, "-i", "inventories/lab", "--output", "jsonl"], cwd=ROOT, env=_env(lab),
+    proc = subprocess.Popen([PIK3S, *args, "-i", lab_inventory(lab), "--output", "jsonl"], cwd=ROOT, env=_env(lab),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     killed: list[int] = []
@@ -331,7 +335,7 @@ def test_agent_cut_off_during_a_rolling_upgrade_stops_the_roll(lab: lablib.LabRe
     roll stops there (exit 6, agt2 unreachable), the API keeps answering (the report reads the cluster
     from srv); with the link back, test_day2_verbs' upgrade finishes the roll."""
     agt2 = next(h for h in lab.hosts if h.name == "agt2")
-    proc = subprocess.Popen([PIK3S, "upgrade", "-i", "inventories/lab", "--output", "jsonl", "--k3s-version",
+    proc = subprocess.Popen([PIK3S, "upgrade", "-i", lab_inventory(lab), "--output", "jsonl", "--k3s-version",
                              "v1.31.4+k3s1"], cwd=ROOT, env=_env(lab), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None

@@ -21,7 +21,7 @@ import yaml
 from pik3s.lab import lab as lablib
 from pik3s.results import EXIT_OK, EXIT_UNREACHABLE
 from tests.conftest import ROOT, ansible_env
-from tests.integration.conftest import host, record_fault, running_lab
+from tests.integration.conftest import host, lab_inventory, record_fault, running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -42,8 +42,9 @@ def _env(lab: lablib.LabRecord) -> dict[str, str]:
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
 
 
-def pik3s(lab: lablib.LabRecord, *args: str, inventory: str = "inventories/lab") -> tuple[int, dict[str, Any], str]:
-    proc = subprocess.run([PIK3S, *args, "-i", inventory, "--output", "json"], cwd=ROOT, env=_env(lab),
+def pik3s(lab: lablib.LabRecord, *args: str, inventory: str = "") -> tuple[int, dict[str, Any], str]:
+    proc = subprocess.run([PIK3S, *args, "-i", inventory or lab_inventory(lab), "--output", "json"], cwd=ROOT,
+                          env=_env(lab),
                           capture_output=True, text=True, timeout=900, check=False)
     doc = json.loads(proc.stdout) if proc.stdout.strip() else {}
     return proc.returncode, doc, proc.stderr
@@ -139,7 +140,7 @@ def test_a_server_powered_off_mid_join_then_joined_by_a_rerun(lab: lablib.LabRec
     wait_ssh(lab, "srv3")
     sh(lab, "srv3", "systemctl stop k3s; rm -rf /var/lib/rancher/k3s/server/db")
     started = time.monotonic()
-    proc = subprocess.run([PIK3S, "add", "srv3", "-i", "inventories/lab", "--output", "jsonl"], cwd=ROOT,
+    proc = subprocess.run([PIK3S, "add", "srv3", "-i", lab_inventory(lab), "--output", "jsonl"], cwd=ROOT,
                           env=_env(lab), capture_output=True, text=True, timeout=900, check=False)
     recovered = time.monotonic() - started
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]

@@ -18,7 +18,7 @@ import pytest
 from pik3s.lab import lab as lablib
 from pik3s.results import EXIT_OK
 from tests.conftest import ROOT, ansible_env
-from tests.integration.conftest import running_lab
+from tests.integration.conftest import lab_inventory, running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -39,7 +39,7 @@ def _pik3s(lab: lablib.LabRecord, *args: str) -> tuple[int, dict[str, Any], str,
     env = {**ansible_env(), "PIK3S_LAB_STATE_DIR": lab.state_dir,
            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     start = time.monotonic()
-    proc = subprocess.run([PIK3S, *args, "-i", "inventories/lab", "--output", "json"], cwd=ROOT, env=env,
+    proc = subprocess.run([PIK3S, *args, "-i", lab_inventory(lab), "--output", "json"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1200, check=False)
     return (proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}, proc.stderr,
             time.monotonic() - start)

@@ -16,7 +16,7 @@ import pytest
 
 from pik3s.lab import lab as lablib
 from tests.conftest import ROOT, run_ansible
-from tests.integration.conftest import host, running_lab
+from tests.integration.conftest import host, lab_inventory, running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -28,7 +28,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lablib.LabRecord]:
 
 
 def site(lab: lablib.LabRecord, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    res = run_ansible("ansible-playbook", "-i", "inventories/lab", "site.yml", *args,
+    res = run_ansible("ansible-playbook", "-i", lab_inventory(lab), "site.yml", *args,
                       env={"PIK3S_LAB_STATE_DIR": lab.state_dir, **(env or {})})
     return res.returncode, res.stdout + res.stderr
 
@@ -67,7 +67,7 @@ def test_check_mode_converge_secrets(lab: lablib.LabRecord) -> None:
 
     rc, first = site(lab, "-vvv")
     assert rc == 0, first[-3000:]
-    res = run_ansible("ansible", "-i", "inventories/lab", "srv", "-b", "-m", "ansible.builtin.command",
+    res = run_ansible("ansible", "-i", lab_inventory(lab), "srv", "-b", "-m", "ansible.builtin.command",
                       "-a", "cat /var/lib/rancher/k3s/server/token", env={"PIK3S_LAB_STATE_DIR": lab.state_dir})
     token = re.search(r"K10[0-9a-f]{64}::server:\S+", res.stdout)
     assert token, res.stdout
