@@ -318,8 +318,11 @@ def test_controller_killed_mid_write_leaves_whole_files_and_a_rerun_finishes(lab
     sh(lab, "agt1", "echo '# edited by hand' >> /etc/rancher/k3s/config.yaml")
     run_and_kill(lab, ["deploy", "-e", f"k3s_version={VERSION}"], "agt1")
     assert yaml.safe_load(sh(lab, "agt1", "cat /etc/rancher/k3s/config.yaml"))["server"].startswith("https://")
+    started = time.monotonic()
     rc, doc, err = pik3s(lab, "deploy", "-e", f"k3s_version={VERSION}")
     assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
+    record_fault("driver", "ansible-playbook SIGKILLed at an agent's config write",
+                 "config.yaml whole; the re-run converged it, no temporary file left", time.monotonic() - started)
     assert "# edited by hand" not in sh(lab, "agt1", "cat /etc/rancher/k3s/config.yaml")
     listing = sh(lab, "agt1", "ls -a /etc/rancher/k3s")
     assert [n for n in listing.split() if n.startswith(".pik3s-")] == []
@@ -366,8 +369,9 @@ def test_day2_verbs(lab: lablib.LabRecord) -> None:
     assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
     assert {n["name"]: n["version"] for n in doc["cluster"]["nodes"]} == dict.fromkeys(("srv", "agt1", "agt2"),
                                                                                         "v1.31.4+k3s1")
-    record_fault("driver", "ansible-playbook SIGKILLed at a binary swap, then an agent cut off mid-roll",
-                 "whole files; the roll stopped at the agent (exit 6), the API answered; one re-run finished both",
+    record_fault("driver", "ansible-playbook SIGKILLed at a server's binary swap, then an agent's link cut mid-roll",
+                 "binary whole (it runs); the roll stopped at the agent (exit 6), the API answered; one re-run of "
+                 "the upgrade finished both and left no temporary file",
                  time.monotonic() - started, "restore the link")
     # After the killed run (test_controller_killed_mid_write_...): no temporary file left anywhere pik3s writes.
     for name in ("srv", "agt1", "agt2"):
