@@ -1020,6 +1020,10 @@ class ServiceUnavailable(Exception):
     pass
 
 
+# A replicated state a member refuses because it already has that revision (other content) or a later one.
+STALE_REPLICA = "stale replica"
+
+
 class ServerState:
     """One server's copy of the cluster datastore.
 
@@ -1141,19 +1145,26 @@ class ServerState:
             new = copy.deepcopy(self.data)
             self.server.apply_op(new, op)
             new["revision"] = new.get("revision", 0) + 1
-            acks = 1
+            acks, behind = 1, False
             for name, url in self.members().items():
                 if name == self.server.node_name or name in self._down:
                     continue  # a member that stopped answering catches up when it is back
                 try:
                     self.server.peer_call(url, "POST", "/v1-k3s/sim/peer/replicate", new, timeout=2)
                     acks += 1
+                except HttpError as exc:
+                    # The member has this revision or a later one from another leader (members saw each
+                    # other differently for a moment): this one is behind, as a deposed etcd leader is.
+                    behind = behind or STALE_REPLICA in exc.body
                 except Exception:
                     self.mark_down(name)
             # A quorum of the current members must acknowledge (a member being
             # added is not serving yet; it receives the state in its join reply).
             if acks < self.quorum():
                 self.forget_alive()
+                if behind:
+                    self.server._pull_latest()  # catch up; the caller's retry writes on the latest state
+                    raise ServiceUnavailable("etcdserver: leader changed (this member was behind; caught up)")
                 raise ServiceUnavailable("etcdserver: request timed out (write not acknowledged by a quorum)")
             self.data = new
             self.save()
@@ -1167,6 +1178,21 @@ class ServerState:
                 self.data = incoming
                 self.save()
             return True
+
+    def receive(self, incoming: dict[str, Any]) -> str:
+        """A leader's replicated state: "ok" (taken, or already this one), STALE_REPLICA (this member has
+        that revision with other content, or a later one: the sender is behind), or "generation"."""
+        with self.lock:
+            if incoming.get("generation") != self.data.get("generation"):
+                return "generation"
+            mine, theirs = self.data.get("revision", 0), incoming.get("revision", 0)
+            if theirs > mine:
+                self.data = incoming
+                self.save()
+                return "ok"
+            if theirs == mine and incoming == self.data:
+                return "ok"
+            return STALE_REPLICA
 
 
 class Server:
@@ -2114,8 +2140,12 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return self._error(404, f"not found: {exc}")
             return self._send(200, {"ok": True})
         if path == "/v1-k3s/sim/peer/replicate" and method == "POST" and user == "server":
-            if srv.state.accept(self._body()):
+            verdict = srv.state.receive(self._body())
+            if verdict == "ok":
                 return self._send(200, {"ok": True})
+            if verdict == STALE_REPLICA:
+                return self._error(409, f"{STALE_REPLICA}: this member is at revision "
+                                        f"{srv.state.data.get('revision', 0)}")
             return self._error(409, "member of another cluster generation")
         if path == "/v1-k3s/server-bootstrap" and method == "POST" and user == "server":
             return self._server_bootstrap(self._body())
