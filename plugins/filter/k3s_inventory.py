@@ -2,8 +2,8 @@
 # Apache License 2.0 (see LICENSE)
 """Filters: the inventory as the rules see it, and its problems (rules in
 plugin_utils/k3s_rules.py; docs in k3s_inventory_description.yml,
-k3s_inventory_problems.yml, k3s_remove_problems.yml and
-k3s_restore_problems.yml)."""
+k3s_inventory_problems.yml, k3s_remove_problems.yml, k3s_remove_names.yml
+and k3s_restore_problems.yml)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,10 @@ def k3s_remove_problems(value, description):
     return k3s_rules.remove_problems(_plain(value), _plain(description))
 
 
+def k3s_remove_names(value):
+    return k3s_rules.remove_names(_plain(value))
+
+
 def k3s_restore_problems(path):
     return k3s_rules.restore_problems(path)
 
@@ -58,4 +62,5 @@ class FilterModule:
         return {"k3s_inventory_description": k3s_inventory_description,
                 "k3s_inventory_problems": k3s_inventory_problems,
                 "k3s_remove_problems": k3s_remove_problems,
+                "k3s_remove_names": k3s_remove_names,
                 "k3s_restore_problems": k3s_restore_problems}

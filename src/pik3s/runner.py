@@ -202,9 +202,10 @@ def _ansible_env() -> dict[str, str]:
                                               if Path("ansible.cfg").is_file() else "")
     if cfg:
         env["ANSIBLE_CONFIG"] = cfg
-    if "ANSIBLE_SSH_RETRIES" not in os.environ and not _cfg_sets(cfg, "retries"):
+    configured = _cfg_ssh_options(cfg)
+    if "ANSIBLE_SSH_RETRIES" not in os.environ and "retries" not in configured:
         env["ANSIBLE_SSH_RETRIES"] = str(SSH_RETRIES)
-    if "ANSIBLE_SSH_ARGS" not in os.environ and not _cfg_sets(cfg, "ssh_args"):
+    if "ANSIBLE_SSH_ARGS" not in os.environ and "ssh_args" not in configured:
         env["ANSIBLE_SSH_ARGS"] = SSH_ARGS
     return env
 
@@ -218,16 +219,17 @@ SSH_RETRIES = 3
 SSH_ARGS = "-C -o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=10 -o ServerAliveCountMax=3"
 
 
-def _cfg_sets(cfg: str, option: str) -> bool:
-    """Whether the ansible.cfg the run uses sets the SSH connection's ``option``."""
+def _cfg_ssh_options(cfg: str) -> set[str]:
+    """The SSH connection options the ansible.cfg the run uses sets (read once per run)."""
     if not cfg:
-        return False
+        return set()
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     try:
         parser.read(cfg)
     except configparser.Error:
-        return False
-    return any(parser.has_option(section, option) for section in ("ssh_connection", "connection"))
+        return set()
+    return {option for section in ("ssh_connection", "connection") if parser.has_section(section)
+            for option in parser.options(section)}
 
 
 RUNNER_SETTINGS = {"suppress_output_file": True, "suppress_ansible_output": True}

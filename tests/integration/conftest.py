@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ import pytest
 
 from pik3s.lab import lab as lablib
 from pik3s.lab import spec as speclib
-from tests.conftest import ROOT
+from tests.conftest import ROOT, ansible_env
 
 
 def host(name: str, group: str, arch: str = "amd64", model: str = "rpi4") -> dict[str, Any]:
@@ -91,3 +92,47 @@ def lab_inventory(lab: lablib.LabRecord) -> str:
         (d / "hosts").symlink_to(ROOT / "inventories" / "lab" / "hosts")
         (d / "group_vars" / "all.yml").symlink_to(ROOT / "inventories" / "lab" / "group_vars" / "all.yml")
     return str(d)
+
+
+# ---- helpers of the modules that drive pik3s on a lab and inject faults into its hosts ----------------
+
+PIK3S = str(Path(sys.executable).with_name("pik3s"))
+
+
+def pik3s_env(lab: lablib.LabRecord) -> dict[str, str]:
+    """The environment pik3s runs in against ``lab``: this venv's tools first, the lab's state dir."""
+    return {**ansible_env(), "PIK3S_LAB_STATE_DIR": lab.state_dir,
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+
+
+def run_pik3s(lab: lablib.LabRecord, *args: str, inventory: str = "",
+              timeout: float = 900) -> tuple[int, dict[str, Any], str]:
+    """`pik3s ARGS -i INVENTORY --output json` (the lab's private inventory by default): exit code,
+    the JSON result ({} when none), stderr."""
+    proc = subprocess.run([PIK3S, *args, "-i", inventory or lab_inventory(lab), "--output", "json"], cwd=ROOT,
+                          env=pik3s_env(lab), capture_output=True, text=True, timeout=timeout, check=False)
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}, proc.stderr
+
+
+def container(lab: lablib.LabRecord, name: str) -> str:
+    return next(h.container for h in lab.hosts if h.name == name)
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+
+
+def sh(lab: lablib.LabRecord, name: str, script: str, check: bool = True) -> str:
+    """A shell script run as root in a lab host's container (outside Ansible): its stdout."""
+    return docker("exec", container(lab, name), "sh", "-c", script, check=check).stdout
+
+
+def wait_ssh(lab: lablib.LabRecord, name: str, timeout: float = 120) -> None:
+    """Until sshd runs again on a host powered back on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if docker("exec", container(lab, name), "systemctl", "is-active", "--quiet", "ssh.service",
+                  check=False).returncode == 0:
+            return
+        time.sleep(1)
+    raise AssertionError(f"sshd of {name} did not come back")

@@ -21,11 +21,22 @@ import yaml
 from pik3s.lab import lab as lablib
 from pik3s.results import EXIT_HOST_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE
 from tests.conftest import ROOT, ansible_env
-from tests.integration.conftest import host, lab_inventory, record_fault, running_lab
+from tests.integration.conftest import (
+    PIK3S,
+    container,
+    docker,
+    host,
+    lab_inventory,
+    pik3s_env,
+    record_fault,
+    running_lab,
+    sh,
+    wait_ssh,
+)
+from tests.integration.conftest import run_pik3s as pik3s
 
 pytestmark = pytest.mark.lab
 
-PIK3S = str(Path(sys.executable).with_name("pik3s"))
 SCHEMA = json.loads((resources.files("pik3s") / "data" / "result.schema.json").read_text())
 VERSION = "v1.30.8+k3s1"  # pinned, not the channel's newest: the report must show what was asked for
 
@@ -35,22 +46,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lablib.LabRecord]:
     with running_lab(tmp_path_factory, "drv", [host("srv", "server"), host("agt1", "agent"),
                                                   host("agt2", "agent", model="generic")]) as record:
         yield record
-
-
-def _env(lab: lablib.LabRecord) -> dict[str, str]:
-    return {**ansible_env(), "PIK3S_LAB_STATE_DIR": lab.state_dir,
-            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-
-
-def pik3s(lab: lablib.LabRecord, *args: str) -> tuple[int, dict[str, Any], str]:
-    proc = subprocess.run([PIK3S, *args, "-i", lab_inventory(lab), "--output", "json"], cwd=ROOT, env=_env(lab),
-                          capture_output=True, text=True, timeout=900, check=False)
-    doc = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    return proc.returncode, doc, proc.stderr
-
-
-def container(lab: lablib.LabRecord, host: str) -> str:
-    return next(h.container for h in lab.hosts if h.name == host)
 
 
 def ssh_logins(lab: lablib.LabRecord, host: str) -> int:
@@ -80,10 +75,8 @@ def test_deploy_json_reports_nodes_and_versions(lab: lablib.LabRecord, tmp_path:
     # The first deploy takes its token from the vault: checked offline with the password file, then used.
     password = "vaulted-token-" + os.urandom(8).hex()
     inv, secret = vaulted_inventory(tmp_path, password, "lab-vault-pw")
-    proc = subprocess.run([PIK3S, "deploy", "-i", str(inv), "--vault-password-file", str(secret), "--output", "json",
-                           "-e", f"k3s_version={VERSION}"], cwd=ROOT, env=_env(lab), capture_output=True, text=True,
-                          timeout=900, check=False)
-    rc, doc, err = proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}, proc.stderr
+    rc, doc, err = pik3s(lab, "deploy", "--vault-password-file", str(secret), "-e", f"k3s_version={VERSION}",
+                         inventory=str(inv))
     assert rc == EXIT_OK, (doc.get("failures"), err[-2000:])
     jsonschema.validate(doc, SCHEMA)
     assert doc["status"] == "successful" and doc["operation"] == "deploy"
@@ -114,8 +107,8 @@ def test_status_reads_the_cluster_from_the_server(lab: lablib.LabRecord) -> None
     # is fetched beside that inventory (the first deploy used the vaulted one).
     rc, doc, err = pik3s(lab, "deploy", "-e", f"k3s_version={VERSION}")
     assert rc == EXIT_OK and all(s["changed"] == 0 for h, s in doc["hosts"].items() if h != "srv"), err[-2000:]
-    proc = subprocess.run([PIK3S, "status", "-i", lab_inventory(lab)], cwd=ROOT, env=_env(lab), capture_output=True,
-                          text=True, timeout=300, check=False)
+    proc = subprocess.run([PIK3S, "status", "-i", lab_inventory(lab)], cwd=ROOT, env=pik3s_env(lab),
+                          capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == EXIT_OK, proc.stderr
     rows = [line.split() for line in proc.stdout.splitlines()[1:4]]
     assert proc.stdout.startswith("NODE  ROLES")
@@ -135,24 +128,6 @@ def test_invalid_inventory_refused_without_contacting_a_host(lab: lablib.LabReco
     assert {h: ssh_logins(lab, h) for h in before} == before
 
 
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
-
-
-def sh(lab: lablib.LabRecord, host: str, script: str) -> str:
-    return docker("exec", container(lab, host), "sh", "-c", script).stdout
-
-
-def wait_ssh(lab: lablib.LabRecord, host: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if docker("exec", container(lab, host), "systemctl", "is-active", "--quiet", "ssh.service",
-                  check=False).returncode == 0:
-            return
-        time.sleep(1)
-    raise AssertionError(f"sshd of {host} did not come back")
-
-
 def kubectl(lab: lablib.LabRecord, *args: str) -> str:
     return docker("exec", container(lab, "srv"), "k3s", "kubectl", *args).stdout
 
@@ -160,7 +135,7 @@ def kubectl(lab: lablib.LabRecord, *args: str) -> str:
 def deploy_jsonl(lab: lablib.LabRecord, at_play: str, fault: Any) -> tuple[int, list[dict[str, Any]]]:
     """`pik3s deploy --output jsonl`, calling ``fault()`` once when the play ``at_play`` starts."""
     proc = subprocess.Popen([PIK3S, "deploy", "-i", lab_inventory(lab), "--output", "jsonl",
-                             "-e", f"k3s_version={VERSION}"], cwd=ROOT, env=_env(lab),
+                             "-e", f"k3s_version={VERSION}"], cwd=ROOT, env=pik3s_env(lab),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     lines, done = [], False
@@ -295,7 +270,7 @@ def kill_ansible_playbook(root_pid: int) -> list[int]:
 
 def run_and_kill(lab: lablib.LabRecord, args: list[str], host: str) -> None:
     """Run ``pik3s ARGS`` and SIGKILL its ansible-playbook when ``host``'s file write starts."""
-    proc = subprocess.Popen([PIK3S, *args, "-i", lab_inventory(lab), "--output", "jsonl"], cwd=ROOT, env=_env(lab),
+    proc = subprocess.Popen([PIK3S, *args, "-i", lab_inventory(lab), "--output", "jsonl"], cwd=ROOT, env=pik3s_env(lab),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     killed: list[int] = []
@@ -339,7 +314,7 @@ def test_agent_cut_off_during_a_rolling_upgrade_stops_the_roll(lab: lablib.LabRe
     from srv); with the link back, test_day2_verbs' upgrade finishes the roll."""
     agt2 = next(h for h in lab.hosts if h.name == "agt2")
     proc = subprocess.Popen([PIK3S, "upgrade", "-i", lab_inventory(lab), "--output", "jsonl", "--k3s-version",
-                             "v1.31.4+k3s1"], cwd=ROOT, env=_env(lab), stdout=subprocess.PIPE,
+                             "v1.31.4+k3s1"], cwd=ROOT, env=pik3s_env(lab), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     cut, lines = False, []

@@ -6,9 +6,7 @@ No data lost: node labels and the backup's objects are checked after each."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,12 +18,23 @@ import yaml
 
 from pik3s.lab import lab as lablib
 from pik3s.results import EXIT_OK, EXIT_UNREACHABLE
-from tests.conftest import ROOT, ansible_env
-from tests.integration.conftest import host, lab_inventory, record_fault, running_lab
+from tests.conftest import ROOT
+from tests.integration.conftest import (
+    PIK3S,
+    container,
+    docker,
+    host,
+    lab_inventory,
+    pik3s_env,
+    record_fault,
+    running_lab,
+    sh,
+    wait_ssh,
+)
+from tests.integration.conftest import run_pik3s as pik3s
 
 pytestmark = pytest.mark.lab
 
-PIK3S = str(Path(sys.executable).with_name("pik3s"))
 SERVERS = ("srv1", "srv2", "srv3")
 BACKUPS: list[Path] = []  # the backups taken, checked still whole after the later faults
 
@@ -35,31 +44,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lablib.LabRecord]:
     with running_lab(tmp_path_factory, "fha", [host("srv1", "server"), host("srv2", "server"),
                                                   host("srv3", "server"), host("agt1", "agent")]) as record:
         yield record
-
-
-def _env(lab: lablib.LabRecord) -> dict[str, str]:
-    return {**ansible_env(), "PIK3S_LAB_STATE_DIR": lab.state_dir,
-            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-
-
-def pik3s(lab: lablib.LabRecord, *args: str, inventory: str = "") -> tuple[int, dict[str, Any], str]:
-    proc = subprocess.run([PIK3S, *args, "-i", inventory or lab_inventory(lab), "--output", "json"], cwd=ROOT,
-                          env=_env(lab),
-                          capture_output=True, text=True, timeout=900, check=False)
-    doc = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    return proc.returncode, doc, proc.stderr
-
-
-def container(lab: lablib.LabRecord, name: str) -> str:
-    return next(h.container for h in lab.hosts if h.name == name)
-
-
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
-
-
-def sh(lab: lablib.LabRecord, name: str, script: str, check: bool = True) -> str:
-    return docker("exec", container(lab, name), "sh", "-c", script, check=check).stdout
 
 
 def kubectl(lab: lablib.LabRecord, on: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -79,16 +63,6 @@ def members(lab: lablib.LabRecord, on: str) -> set[str]:
     """The etcd members as the simulator's datastore on ``on`` has them (test equipment's own file)."""
     state = json.loads(sh(lab, on, "cat /var/lib/rancher/k3s/server/db/etcd/state.json"))
     return set(state["members"])
-
-
-def wait_ssh(lab: lablib.LabRecord, name: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if docker("exec", container(lab, name), "systemctl", "is-active", "--quiet", "ssh.service",
-                  check=False).returncode == 0:
-            return
-        time.sleep(1)
-    raise AssertionError(f"sshd of {name} did not come back")
 
 
 def wait_all_ready(lab: lablib.LabRecord, on: str, names: set[str], timeout: float = 180) -> dict[str, Any]:
@@ -141,7 +115,7 @@ def test_a_server_powered_off_mid_join_then_joined_by_a_rerun(lab: lablib.LabRec
     sh(lab, "srv3", "systemctl stop k3s; rm -rf /var/lib/rancher/k3s/server/db")
     started = time.monotonic()
     proc = subprocess.run([PIK3S, "add", "srv3", "-i", lab_inventory(lab), "--output", "jsonl"], cwd=ROOT,
-                          env=_env(lab), capture_output=True, text=True, timeout=900, check=False)
+                          env=pik3s_env(lab), capture_output=True, text=True, timeout=900, check=False)
     recovered = time.monotonic() - started
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert proc.returncode == EXIT_OK, (events[-1].get("failures"), proc.stderr[-2000:])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -17,8 +16,7 @@ import pytest
 
 from pik3s.lab import lab as lablib
 from pik3s.results import EXIT_OK
-from tests.conftest import ROOT, ansible_env
-from tests.integration.conftest import lab_inventory, running_lab
+from tests.integration.conftest import run_pik3s, running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -36,13 +34,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lablib.LabRecord]:
 
 
 def _pik3s(lab: lablib.LabRecord, *args: str) -> tuple[int, dict[str, Any], str, float]:
-    env = {**ansible_env(), "PIK3S_LAB_STATE_DIR": lab.state_dir,
-           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     start = time.monotonic()
-    proc = subprocess.run([PIK3S, *args, "-i", lab_inventory(lab), "--output", "json"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1200, check=False)
-    return (proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}, proc.stderr,
-            time.monotonic() - start)
+    rc, doc, err = run_pik3s(lab, *args, timeout=1200)
+    return rc, doc, err, time.monotonic() - start
 
 
 def test_ten_hosts_deploy_then_rerun_with_nothing_changed(lab: lablib.LabRecord) -> None:

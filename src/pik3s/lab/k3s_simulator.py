@@ -1170,18 +1170,10 @@ class ServerState:
             self.save()
             self.server.count("writes")
 
-    def accept(self, incoming: dict[str, Any]) -> bool:
-        with self.lock:
-            if incoming.get("generation") != self.data.get("generation"):
-                return False
-            if incoming.get("revision", 0) > self.data.get("revision", 0):
-                self.data = incoming
-                self.save()
-            return True
-
     def receive(self, incoming: dict[str, Any]) -> str:
-        """A leader's replicated state: "ok" (taken, or already this one), STALE_REPLICA (this member has
-        that revision with other content, or a later one: the sender is behind), or "generation"."""
+        """A peer's state (replicated by a leader, or pulled at start): "ok" (taken, or already this one),
+        STALE_REPLICA (this member has that revision with other content, or a later one: the sender is
+        behind), or "generation"."""
         with self.lock:
             if incoming.get("generation") != self.data.get("generation"):
                 return "generation"
@@ -1372,7 +1364,7 @@ class Server:
             except (OSError, ssl.SSLError, HttpError, ValueError) as exc:
                 log("info", f"etcd peer {name} ({url}) did not answer: {exc}")
                 continue
-            self.state.accept(remote)
+            self.state.receive(remote)  # taken when newer than this member's
 
     def _join(self, token: str | None) -> None:
         if not token:

@@ -144,6 +144,8 @@ def test_remove_and_restore_rules(tmp_path: Any) -> None:
     assert k3s_rules.remove_problems("a1, s2", description) == []
     assert k3s_rules.remove_problems(["a9"], description) == ["a9 is not in k3s_cluster"]
     assert k3s_rules.remove_problems(" , ", description)[0].startswith("set k3s_remove to the inventory name(s)")
+    # The names remove_node.yml's forced removal loops over (filter pik3s.cluster.k3s_remove_names).
+    assert k3s_rules.remove_names(" a1, ,s2 ") == ["a1", "s2"] == k3s_rules.remove_names(["a1", " ", "s2"])
     assert k3s_rules.remove_problems("s1", description) == [
         "s1 is the first server (pik3s runs kubectl there): put another server first in the 'server' group before "
         "removing it"]
