@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pik3s.lab import lab as lablib
-from pik3s.lab import spec as speclib
+from pik3s_lab import lab as lablib
+from pik3s_lab import spec as speclib
 
 
 def _memory_mb(container: str) -> float:

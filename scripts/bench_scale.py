@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pik3s.lab import lab as lablib
-from pik3s.lab import spec as speclib
+from pik3s_lab import lab as lablib
+from pik3s_lab import spec as speclib
 
 ROOT = Path(__file__).resolve().parents[1]
 PIK3S = str(Path(sys.executable).with_name("pik3s"))

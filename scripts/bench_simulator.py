@@ -127,15 +127,25 @@ def inner(sim: str, agents: int, seconds: float, interval: float, work: Path) ->
 # ---------------------------------------------------------------- outer: drives runs
 
 def simulator_file(ref: str | None, dest: Path, arch: str) -> Path:
-    """The simulator as the lab mirror publishes it for ``arch`` (this checkout's, or a git ref's source)."""
-    if ref:
-        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:src/pik3s/lab/k3s_simulator.py"],
-                             capture_output=True, text=True, check=True).stdout
-    else:
-        src = (ROOT / "src/pik3s/lab/k3s_simulator.py").read_text()
-    for marker, value in (("@PIK3S_SIM_VERSION@", "v1.31.4+k3s1"), ("@PIK3S_SIM_ARCH@", arch)):
-        src = src.replace(f'"{marker}"', json.dumps(value), 1)
-    dest.write_text(src)
+    """The simulator as the lab mirror publishes it for ``arch`` (this checkout's, or a git ref's source:
+    one file before the simulator became a package, the package after)."""
+    old = f"{ref}:src/pik3s/lab/k3s_simulator.py"
+    if ref and subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", old], capture_output=True).returncode == 0:
+        src = subprocess.run(["git", "-C", str(ROOT), "show", old], capture_output=True, text=True, check=True).stdout
+        for marker, value in (("@PIK3S_SIM_VERSION@", "v1.31.4+k3s1"), ("@PIK3S_SIM_ARCH@", arch)):
+            src = src.replace(f'"{marker}"', json.dumps(value), 1)
+        dest.write_text(src)
+        return dest
+    from pik3s_lab import mirror  # the outer run only: the inner one runs where pik3s_lab is not
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = mirror.SIMULATOR
+        if ref:
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "lab/src/pik3s_lab/simulator"],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+            source = Path(tmp) / "lab/src/pik3s_lab/simulator"
+        dest.write_bytes(mirror.simulator_asset("v1.31.4+k3s1", arch, source))
     return dest
 
 

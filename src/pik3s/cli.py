@@ -16,8 +16,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,86 +23,25 @@ import yaml
 
 from pik3s import __version__, api, ui
 from pik3s import inventory as inventory_mod
+from pik3s.collection import find_collection
 from pik3s.errors import Pik3sError, UsageError
-from pik3s.lab import image, lab, spec
 from pik3s.progress import LineView, Progress, TtyView, cluster_table, summary
 from pik3s.results import EXIT_ERROR, EXIT_INVALID, EXIT_OK, EXIT_USAGE, Result
 from pik3s.runner import OPERATIONS, Event, playbook_path, plays
 
 
-def _progress(msg: str) -> None:
+def progress(msg: str) -> None:
     print(f"pik3s: {msg}", file=sys.stderr, flush=True)
 
 
-def _lab_name(args: argparse.Namespace) -> str:
-    if args.name:
-        return str(args.name)
-    return spec.load_spec(args.spec).name
+_progress = progress
 
-
-def cmd_lab_image(args: argparse.Namespace) -> int:
-    arches = image.ARCHES if args.arch == "all" else (args.arch,)
-    results = image.ensure_images(arches, jobs=args.jobs, force=args.force)
-    for arch, result in zip(arches, results, strict=True):
-        how = f"built in {result.seconds:.0f}s" if result.built else "cached (recipe unchanged)"
-        print(f"{arch}\t{result.tag}\t{how}")
-    return 0
-
-
-def cmd_lab_up(args: argparse.Namespace) -> int:
-    lab_spec = spec.load_spec(args.spec)
-    started = time.monotonic()
-    record = lab.up(lab_spec, args.state_dir, progress=_progress)
-    _progress(f"lab {record.name} up in {time.monotonic() - started:.1f}s")
-    _print_status(record.name, args.state_dir, "table")
-    print(f"\ninventory: {record.inventory}")
-    return 0
-
-
-def cmd_lab_down(args: argparse.Namespace) -> int:
-    removed = lab.down(_lab_name(args), args.state_dir, progress=_progress)
-    if not removed:
-        _progress("nothing to remove")
-    return 0
-
-
-def _print_status(name: str, state_dir: Path | None, output: str) -> int:
-    record, hosts = lab.status(name, state_dir)
-    if record is None:
-        if output == "json":
-            print(json.dumps({"name": name, "up": False}))
-        else:
-            print(f"lab {name} is not up")
-        return 3
-    if output == "json":
-        print(json.dumps({"name": name, "up": True, "mirror": None if record.airgap else record.mirror_url,
-                          "inventory": str(record.inventory),
-                          "hosts": [asdict(h) for h in hosts]}, indent=1))
-        return 0
-    rows = [("NAME", "ARCH", "MODEL", "IP", "CONTAINER", "SYSTEMD", "MEMORY")]
-    rows += [(h.name, h.arch, h.model, h.ip, h.container, h.systemd, h.memory_used) for h in hosts]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(v.ljust(widths[i]) for i, v in enumerate(r)).rstrip())
-    if record.airgap:
-        print("\nair-gapped: no mirror; releases (the pik3s K3s simulator, not K3s) on the controller")
-    else:
-        print(f"\nmirror: {record.mirror_url} (serves the pik3s K3s simulator, not K3s)")
-    return 0
-
-
-def cmd_lab_status(args: argparse.Namespace) -> int:
-    return _print_status(_lab_name(args), args.state_dir, args.output)
-
-
-def cmd_lab_inventory(args: argparse.Namespace) -> int:
-    state = args.state_dir or lab.default_state_dir(_lab_name(args))
-    data = lab.inventory_json(state)
-    if args.host is not None:
-        print(json.dumps(data["_meta"]["hostvars"].get(args.host, {})))
-    else:
-        print(json.dumps(data, indent=1))
-    return 0
+# The lab's verbs: test equipment in the pik3s-lab package (pik3s_lab.cli), which only they load.
+LAB_VERBS = ("lab", "demo")
+LAB_HELP = "local Raspberry-Pi-shaped test hosts (containers) with a K3s simulator (the pik3s-lab package)"
+DEMO_HELP = "bring up the seed lab (3 x Pi 4 + 2 x Pi 3) and deploy K3s onto it (the pik3s-lab package)"
+LAB_MISSING = ("`pik3s {verb}` is in the pik3s-lab package (test equipment, apart from pik3s): "
+               "pip install pik3s-lab, or from a checkout: pip install -e ./lab")
 
 
 def vault_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -244,6 +181,8 @@ def _run_with_view(args: argparse.Namespace, operation: str, extravars: dict[str
                    **params: Any) -> Result:
     """The run of ``operation`` with its live view, and its Result."""
     op = OPERATIONS[operation]
+    for note in find_collection().notes:  # which collection runs, when another is about
+        progress(note)
     started = api.start(operation, args.inventory,
                         extravars={**(extravars or {}), **parse_extravars(args.extra_vars)},
                         limit=args.limit, verbosity=args.verbose, timeout=args.timeout, **vault_options(args),
@@ -331,82 +270,32 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-# ---- demo --------------------------------------------------------------------------------------
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    if args.demo_command == "down":
-        removed = lab.down(spec.load_spec(None).name, args.state_dir, progress=_progress)
-        _progress("seed lab removed" if removed else "no seed lab to remove")
-        return 0
-    lab_spec = spec.load_spec(None)
-    started = time.monotonic()
-    _progress(f"bringing up the seed lab '{lab_spec.name}': "
-              + ", ".join(f"{h.name} ({h.model}, {h.arch})" for h in lab_spec.hosts))
-    record = lab.up(lab_spec, args.state_dir, progress=_progress)
-    _progress(f"lab up after {time.monotonic() - started:.0f}s")
-    simulated = not args.release_url
-    if simulated:
-        _progress("K3s comes from the lab mirror, where it is the pik3s K3s SIMULATOR (test equipment: "
-                  "no containers run); --release-url/--k3s-version point at real K3s releases")
-    extravars: dict[str, Any] = {}
-    if args.k3s_version:
-        extravars["k3s_version"] = args.k3s_version
-    if args.release_url:
-        # real binaries: not the lab's cache of simulator "releases"
-        extravars["k3s_release_url"] = args.release_url
-        extravars["k3s_cache_dir"] = inventory_mod.role_defaults("_common")["k3s_cache_dir"]
-    os.environ["PIK3S_LAB_STATE_DIR"] = record.state_dir
-    args.inventory, args.limit = str(inventory_mod.collection_dir() / "inventories/lab"), None
-    rc = run_operation(args, "deploy", extravars=extravars)
-    if args.output == "text":
-        print(f"\ndemo: {time.monotonic() - started:.0f}s in all; remove it with `pik3s demo down`")
-        if simulated:
-            print("demo: the nodes above run the pik3s K3s simulator, not K3s")
-    return rc
+def add_run_options(p: argparse.ArgumentParser, inventory: bool = True, limit: bool = True) -> None:
+    if inventory:
+        p.add_argument("-i", "--inventory", required=True, help="inventory file, directory or script")
+    if limit:
+        p.add_argument("-l", "--limit", default=None, help="only these hosts (an Ansible host pattern)")
+    p.add_argument("-e", "--extra-vars", dest="extra_vars", action="append", default=[],
+                   metavar="KEY=VALUE|@FILE", help="extra variables, as for ansible-playbook (repeatable)")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more detail from Ansible (-vvv ...); also Python tracebacks on errors")
+    p.add_argument("--output", "-o", choices=("text", "json", "jsonl"), default="text",
+                   help="text: live progress + summary; json: one result document; "
+                        "jsonl: events as JSON lines, then the result")
+    p.add_argument("--timeout", type=_positive_int, default=None,
+                   help="cancel the run after this many seconds (1 or more)")
+    add_vault_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pik3s", description="Deploy and operate K3s on Raspberry Pis and Debian/Ubuntu hosts.")
-    parser.add_argument("--version", action="version", version=f"pik3s {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="the versions of pik3s and of the pik3s.cluster collection it uses, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    lab_p = sub.add_parser("lab", help="local Raspberry-Pi-shaped test hosts (containers) with a K3s simulator")
-    lab_sub = lab_p.add_subparsers(dest="lab_command", required=True)
-
-    p = lab_sub.add_parser("image", help="build the lab host image(s), unless the recipe's image exists")
-    p.add_argument("--arch", choices=(*image.ARCHES, "all"), default="amd64")
-    p.add_argument("--force", action="store_true", help="rebuild even when the image exists")
-    p.add_argument("--jobs", "-j", type=int, default=2, help="images built at once (default 2)")
-    p.set_defaults(func=cmd_lab_image)
-
-    def add_where(p: argparse.ArgumentParser, name: bool) -> None:
-        p.add_argument("--spec", type=Path, default=None,
-                       help="lab spec YAML (default: the seed lab, 3 x Pi 4 + 2 x Pi 3)")
-        if name:
-            p.add_argument("--name", default=None, help="lab name (instead of --spec)")
-        p.add_argument("--state-dir", type=Path, default=None,
-                       help="where the lab's key, inventory and record live "
-                            "(default: $PIK3S_LAB_HOME/<name> or ~/.local/state/pik3s/labs/<name>)")
-
-    p = lab_sub.add_parser("up", help="start the hosts of a lab spec and write their Ansible inventory")
-    add_where(p, name=False)
-    p.set_defaults(func=cmd_lab_up)
-
-    p = lab_sub.add_parser("down", help="remove exactly what `lab up` created")
-    add_where(p, name=True)
-    p.set_defaults(func=cmd_lab_down)
-
-    p = lab_sub.add_parser("inventory", help="the lab's Ansible inventory as a dynamic inventory (JSON)")
-    add_where(p, name=True)
-    p.add_argument("--list", action="store_true", help="all groups and hosts (the default)")
-    p.add_argument("--host", default=None, help="one host's variables")
-    p.set_defaults(func=cmd_lab_inventory)
-
-    p = lab_sub.add_parser("status", help="list the lab's hosts and their state")
-    add_where(p, name=True)
-    p.add_argument("--output", "-o", choices=("table", "json"), default="table")
-    p.set_defaults(func=cmd_lab_status)
+    # Named here for the help; main() hands them to pik3s_lab.cli before this parser runs.
+    sub.add_parser("lab", help=LAB_HELP, add_help=False)
+    sub.add_parser("demo", help=DEMO_HELP, add_help=False)
 
     inv_p = sub.add_parser("inventory", help="inventory tools")
     inv_sub = inv_p.add_subparsers(dest="inventory_command", required=True)
@@ -416,57 +305,41 @@ def build_parser() -> argparse.ArgumentParser:
     add_vault_options(p)
     p.set_defaults(func=cmd_inventory_validate)
 
-    def add_run(p: argparse.ArgumentParser, inventory: bool = True, limit: bool = True) -> None:
-        if inventory:
-            p.add_argument("-i", "--inventory", required=True, help="inventory file, directory or script")
-        if limit:
-            p.add_argument("-l", "--limit", default=None, help="only these hosts (an Ansible host pattern)")
-        p.add_argument("-e", "--extra-vars", dest="extra_vars", action="append", default=[],
-                       metavar="KEY=VALUE|@FILE", help="extra variables, as for ansible-playbook (repeatable)")
-        p.add_argument("-v", "--verbose", action="count", default=0,
-                       help="more detail from Ansible (-vvv ...); also Python tracebacks on errors")
-        p.add_argument("--output", "-o", choices=("text", "json", "jsonl"), default="text",
-                       help="text: live progress + summary; json: one result document; "
-                            "jsonl: events as JSON lines, then the result")
-        p.add_argument("--timeout", type=_positive_int, default=None,
-                       help="cancel the run after this many seconds (1 or more)")
-        add_vault_options(p)
-
     for verb, func, text in (
             ("deploy", cmd_deploy, "deploy or converge the cluster (site.yml)"),
             ("check", cmd_check, "dry run of deploy (site.yml --check): what would change, per host"),
             ("backup", cmd_backup, "etcd snapshot of the cluster, fetched to this machine")):
         p = sub.add_parser(verb, help=text)
-        add_run(p)
+        add_run_options(p)
         p.set_defaults(func=func)
     p = sub.add_parser("add", help="join hosts that are in the inventory but not yet in the cluster")
     p.add_argument("nodes", nargs="+", metavar="NODE", help="inventory hostname")
-    add_run(p, limit=False)
+    add_run_options(p, limit=False)
     p.set_defaults(func=cmd_add, limit=None)
     p = sub.add_parser("remove", help="drain, uninstall and delete nodes")
     p.add_argument("nodes", nargs="+", metavar="NODE", help="inventory hostname")
     p.add_argument("--force", action="store_true",
                    help="the hosts are dead and will not return: delete their nodes through the first server "
                         "without contacting them (no drain, no uninstall on the hosts)")
-    add_run(p, limit=False)
+    add_run_options(p, limit=False)
     p.set_defaults(func=cmd_remove, limit=None)
     p = sub.add_parser("upgrade", help="rolling upgrade (servers one at a time, then agents in batches)")
     p.add_argument("--k3s-version", default=None, help="target release, e.g. v1.31.4+k3s1 "
                                                        "(default: the inventory's k3s_version or channel)")
-    add_run(p)
+    add_run_options(p)
     p.set_defaults(func=cmd_upgrade)
     p = sub.add_parser("restore", help="restore the cluster from a backup directory")
     p.add_argument("backup", help="a directory made by `pik3s backup` (…/.backups/pik3s-<node>-<time>)")
-    add_run(p)
+    add_run_options(p)
     p.set_defaults(func=cmd_restore)
     p = sub.add_parser("reset", help="remove K3s and all its data from the hosts")
     p.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
     p.add_argument("--revert-prepare", action="store_true",
                    help="also undo prepare (cgroup flags, swap, module and sysctl files)")
-    add_run(p)
+    add_run_options(p)
     p.set_defaults(func=cmd_reset)
     p = sub.add_parser("status", help="nodes, roles, Ready, versions, from the first server")
-    add_run(p, limit=False)
+    add_run_options(p, limit=False)
     p.set_defaults(func=cmd_status, limit=None)
 
     p = sub.add_parser("dashboard", help="make sure the UI add-on is deployed; print how to open it and a "
@@ -475,24 +348,48 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the UI add-on (default: the first UI add-on in k3s_addons)")
     p.add_argument("--duration", default=ui.DEFAULT_DURATION,
                    help="the token's lifetime, 10m to 48h (default: %(default)s)")
-    add_run(p, limit=False)
+    add_run_options(p, limit=False)
     p.set_defaults(func=cmd_dashboard, limit=None)
 
-    p = sub.add_parser("demo", help="bring up the seed lab (3 x Pi 4 + 2 x Pi 3) and deploy K3s onto it")
-    p.add_argument("demo_command", nargs="?", choices=("up", "down"), default="up",
-                   help="up (default): lab up + deploy + status; down: remove the lab")
-    p.add_argument("--k3s-version", default=None, help="release to install (default: the channel's newest)")
-    p.add_argument("--release-url", default=None,
-                   help="download K3s from here (e.g. https://github.com/k3s-io/k3s/releases/download) "
-                        "instead of the lab mirror's simulator")
-    p.add_argument("--state-dir", type=Path, default=None, help="the lab's state directory")
-    add_run(p, inventory=False, limit=False)
-    p.set_defaults(func=cmd_demo)
     return parser
 
 
+class _VersionAction(argparse.Action):
+    """--version: pik3s's version and the collection's, looked up only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        lines = [f"pik3s {__version__}"]
+        try:
+            found = find_collection()
+            lines.append(f"pik3s.cluster {found.version} ({found.origin}: {found.path})")
+        except Pik3sError as exc:
+            lines.append(f"pik3s.cluster: {exc}")
+        print("\n".join(lines))
+        parser.exit()
+
+
+def _verb(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = _verb(argv)
+    if verb in LAB_VERBS and "--version" not in argv[:argv.index(verb)]:
+        try:
+            from pik3s_lab import cli as lab_cli  # only the lab's verbs load the lab
+        except ModuleNotFoundError as exc:
+            if exc.name != "pik3s_lab":
+                raise
+            print(f"pik3s: error: {LAB_MISSING.format(verb=verb)}", file=sys.stderr)
+            return EXIT_USAGE
+        return lab_cli.main(argv)
+    return run_parsed(build_parser(), argv)
+
+
+def run_parsed(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse ``argv`` with ``parser`` and run the verb's function, with pik3s's errors and exit codes."""
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

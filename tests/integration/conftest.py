@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pik3s.lab import lab as lablib
-from pik3s.lab import spec as speclib
+from pik3s_lab import lab as lablib
+from pik3s_lab import spec as speclib
 from tests.conftest import ROOT, ansible_env
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pik3s.lab import lab as lablib
+from pik3s_lab import lab as lablib
 from tests.conftest import run_ansible
 from tests.integration.conftest import conformance_collections, host, running_lab
 

@@ -18,8 +18,8 @@ import jsonschema
 import pytest
 import yaml
 
-from pik3s.lab import lab as lablib
 from pik3s.results import EXIT_HOST_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE
+from pik3s_lab import lab as lablib
 from tests.conftest import ROOT, ansible_env
 from tests.integration.conftest import (
     PIK3S,

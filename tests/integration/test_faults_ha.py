@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pik3s.lab import lab as lablib
 from pik3s.results import EXIT_OK, EXIT_UNREACHABLE
+from pik3s_lab import lab as lablib
 from tests.conftest import ROOT
 from tests.integration.conftest import (
     PIK3S,

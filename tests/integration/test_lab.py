@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pik3s.lab import lab as lablib
+from pik3s_lab import lab as lablib
 from tests.conftest import run_ansible
 from tests.integration.conftest import host, running_lab
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from pik3s.lab import lab as lablib
 from pik3s.results import EXIT_OK
+from pik3s_lab import lab as lablib
 from tests.integration.conftest import run_pik3s, running_lab
 
 pytestmark = pytest.mark.lab

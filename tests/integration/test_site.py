@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pik3s.lab import lab as lablib
+from pik3s_lab import lab as lablib
 from tests.conftest import ROOT, run_ansible
 from tests.integration.conftest import host, lab_inventory, running_lab
 

@@ -76,8 +76,11 @@ def test_the_artifacts_are_this_checkout(context: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         meta = email.parser.Parser().parsestr(zf.read(next(n for n in zf.namelist()
                                                            if n.endswith("METADATA"))).decode())
-        assert "pik3s/api.py" in zf.namelist()
-    assert meta["Version"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+        names = zf.namelist()
+        bundled = json.loads(zf.read("ansible_collections/pik3s/cluster/MANIFEST.json"))["collection_info"]
+    assert "pik3s/api.py" in names and "pik3s/_build.py" in names
+    assert not any(n.startswith(("pik3s_lab/", "pik3s/lab/")) for n in names)  # the lab is its own package
+    assert meta["Version"] == galaxy["version"] == bundled["version"]  # one version, galaxy.yml's
 
 
 def test_pik3s_runs_as_the_image_lays_it_out(context: Path, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pik3s.lab import mirror
+from pik3s_lab import mirror
 
 _ADDRS = itertools.count(2)
 FAST = {"PIK3S_SIM_HEARTBEAT": "0.4", "PIK3S_SIM_GRACE": "2.5", "PIK3S_SIM_RETRY": "0.4", "PIK3S_SIM_API_START": "0",

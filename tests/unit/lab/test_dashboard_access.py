@@ -12,7 +12,7 @@ import pytest
 
 from pik3s import ui
 from pik3s.errors import Pik3sError
-from pik3s.lab import k3s_simulator as sim
+from pik3s_lab.simulator import httpclient as sim_httpclient
 from tests.unit.lab.simharness import Node
 
 MakeNode = Callable[..., Node]
@@ -56,8 +56,8 @@ def test_token_port_forward_and_node_port(make_node: MakeNode, tmp_path: Path) -
     assert got.token.count(".") == 2 and got.expires.endswith("Z")
     # The token is the account's: the API knows it as system:serviceaccount:headlamp:read-only-user.
     ca = (s1.data_dir / "server/tls/server-ca.crt").read_text()
-    with pytest.raises(sim.HttpError) as exc:  # no binding in this test: refused, and named
-        sim.https_request(s1.url + "/api/v1/nodes", cadata=ca, bearer=got.token)
+    with pytest.raises(sim_httpclient.HttpError) as exc:  # no binding in this test: refused, and named
+        sim_httpclient.https_request(s1.url + "/api/v1/nodes", cadata=ca, bearer=got.token)
     assert exc.value.status == 403 and 'User \\"system:serviceaccount:headlamp:read-only-user\\"' in exc.value.body
     assert got.token not in ui.text(got).replace(got.token, "", 1)  # printed once
     _apply(s1, tmp_path, "apiVersion: v1\nkind: Service\nmetadata:\n  name: headlamp\n  namespace: headlamp\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pik3s.errors import Pik3sError
-from pik3s.lab import binfmt, image
+from pik3s_lab import binfmt, image
 
 
 def test_tag_is_keyed_on_recipe_and_arch() -> None:

@@ -15,7 +15,9 @@ from collections.abc import Callable
 
 import pytest
 
-from pik3s.lab import k3s_simulator as sim
+from pik3s_lab.simulator import common as sim_common
+from pik3s_lab.simulator import httpclient as sim_httpclient
+from pik3s_lab.simulator import yamlreader as sim_yamlreader
 from tests.unit.lab.simharness import Node
 
 MakeNode = Callable[..., Node]
@@ -34,14 +36,14 @@ def test_first_server_writes_secure_token_kubeconfig_and_serves(make_node: MakeN
     assert (s1.data_dir / "server/node-token").resolve() == token_file.resolve()
     kubeconfig = s1.root / "etc/rancher/k3s/k3s.yaml"
     assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600
-    assert sim.yaml_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"] == s1.url
+    assert sim_yamlreader.yaml_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"] == s1.url
     # /cacerts and /ping need no credentials; /readyz and the API do.
-    assert sim.https_request(s1.url + "/cacerts", verify=False) == ca
-    assert sim.https_request(s1.url + "/ping", verify=False) == b"pong"
+    assert sim_httpclient.https_request(s1.url + "/cacerts", verify=False) == ca
+    assert sim_httpclient.https_request(s1.url + "/ping", verify=False) == b"pong"
     try:
-        sim.https_request(s1.url + "/readyz", cadata=ca.decode())
+        sim_httpclient.https_request(s1.url + "/readyz", cadata=ca.decode())
         raise AssertionError("anonymous /readyz must be refused")
-    except sim.HttpError as exc:
+    except sim_httpclient.HttpError as exc:
         assert exc.status == 401
     assert s1.kubectl("get", "--raw", "/readyz").stdout == "ok"
     node = s1.nodes()["s1"]
@@ -148,7 +150,7 @@ def test_duplicate_hostname_is_rejected_with_k3s_message(make_node: MakeNode) ->
     second = make_node("twin-again", "agent")
     second.name = "twin"
     second.start("--server", s1.url, "--token", s1.token)
-    second.wait_log(sim.NODE_PASSWORD_MSG)
+    second.wait_log(sim_common.NODE_PASSWORD_MSG)
     assert s1.nodes()["twin"]["status"]["addresses"][0]["address"] == first.ip
     # Deleting the node (and with it the node-password secret) lets the new machine in.
     first.stop()

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from pik3s.lab import k3s_simulator as sim
+from pik3s_lab.simulator import httpclient as sim_httpclient
+from pik3s_lab.simulator import objects as sim_objects
 from tests.unit.lab.simharness import Node
 
 MakeNode = Callable[..., Node]
@@ -78,7 +79,7 @@ def _wait(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
 
 def _api(node: Node, path: str, token: str, method: str = "GET", body: object = None) -> object:
     ca = (node.data_dir / "server/tls/server-ca.crt").read_text()
-    return json.loads(sim.https_request(node.url + path, method, body, cadata=ca, bearer=token))
+    return json.loads(sim_httpclient.https_request(node.url + path, method, body, cadata=ca, bearer=token))
 
 
 def test_apply_get_delete_with_kubectl(make_node: MakeNode, tmp_path: Path) -> None:
@@ -134,7 +135,7 @@ def test_service_account_tokens_and_rbac(make_node: MakeNode, tmp_path: Path) ->
     nodes = _api(s1, "/api/v1/nodes", admin)
     assert [n["metadata"]["name"] for n in nodes["items"]] == ["s1"]  # type: ignore[index]
     nobody = _ok(s1.kubectl("create", "token", "nobody", "-n", "ui")).strip()
-    with pytest.raises(sim.HttpError) as exc:
+    with pytest.raises(sim_httpclient.HttpError) as exc:
         _api(s1, "/api/v1/nodes", nobody)
     assert exc.value.status == 403
     assert json.loads(exc.value.body)["message"] == (
@@ -142,7 +143,7 @@ def test_service_account_tokens_and_rbac(make_node: MakeNode, tmp_path: Path) ->
         "at the cluster scope")
     # Discovery is open to any authenticated user; a namespaced read is refused with its namespace named.
     assert _api(s1, "/api", nobody)["versions"] == ["v1"]  # type: ignore[index]
-    with pytest.raises(sim.HttpError) as exc:
+    with pytest.raises(sim_httpclient.HttpError) as exc:
         _api(s1, "/api/v1/namespaces/ui/serviceaccounts/admin-user", nobody)
     assert json.loads(exc.value.body)["message"] == (
         'serviceaccounts "admin-user" is forbidden: User "system:serviceaccount:ui:nobody" cannot get resource '
@@ -154,7 +155,7 @@ def test_service_account_tokens_and_rbac(make_node: MakeNode, tmp_path: Path) ->
                        "  name: view\nsubjects:\n- kind: ServiceAccount\n  name: nobody\n  namespace: ui\n")
     _ok(s1.kubectl("apply", "-f", str(s1_view)))
     assert len(_api(s1, "/api/v1/namespaces/ui/serviceaccounts", nobody)["items"]) == 3  # type: ignore[index]
-    with pytest.raises(sim.HttpError) as exc:
+    with pytest.raises(sim_httpclient.HttpError) as exc:
         _api(s1, "/api/v1/namespaces/ui/configmaps", nobody, "POST",
              {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
     assert exc.value.status == 403
@@ -166,12 +167,12 @@ def test_service_account_tokens_and_rbac(make_node: MakeNode, tmp_path: Path) ->
                    f"    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: {admin}\n")
     assert _ok(s1.run("kubectl", "--kubeconfig", str(cfg), "get", "nodes", "-o", "name")) == "node/s1\n"
     # A forged signature, and the token of an account deleted and made again: 401.
-    with pytest.raises(sim.HttpError) as exc:
+    with pytest.raises(sim_httpclient.HttpError) as exc:
         _api(s1, "/api/v1/nodes", admin[:-2] + ("AA" if not admin.endswith("AA") else "BB"))
     assert exc.value.status == 401
     _ok(s1.kubectl("delete", "sa", "admin-user", "-n", "ui"))
     _ok(s1.kubectl("apply", "-f", str(f)))
-    with pytest.raises(sim.HttpError) as exc:
+    with pytest.raises(sim_httpclient.HttpError) as exc:
         _api(s1, "/api/v1/nodes", admin)
     assert exc.value.status == 401
     res = s1.kubectl("create", "token", "ghost", "-n", "ui")
@@ -262,10 +263,10 @@ def test_deploy_controller_and_helm_charts(make_node: MakeNode, chart_repo: str)
         return get("job", f"helm-install-{name}", "-n", "kube-system")  # type: ignore[return-value]
 
     _wait(lambda: all(job(n) for n in ("demo", "packed", "missing")), "the helm-install jobs")
-    assert sim.job_status(job("demo")) == "Complete"  # type: ignore[arg-type]
-    assert sim.job_status(job("packed")) == "Complete"  # type: ignore[arg-type]
+    assert sim_objects.job_status(job("demo")) == "Complete"  # type: ignore[arg-type]
+    assert sim_objects.job_status(job("packed")) == "Complete"  # type: ignore[arg-type]
     failed = job("missing")
-    assert sim.job_status(failed) == "Failed"  # type: ignore[arg-type]
+    assert sim_objects.job_status(failed) == "Failed"  # type: ignore[arg-type]
     assert failed["status"]["conditions"][0]["message"] == (  # type: ignore[index]
         f'Error: chart "demo" version "9.9.9" not found in {repo}/charts repository')
     release = get("secret", "sh.helm.release.v1.demo.v1", "-n", "apps")

@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pik3s.lab import k3s_simulator as sim
-from pik3s.lab import mirror
+from pik3s_lab import mirror
+from pik3s_lab.simulator import common as sim_common
+from pik3s_lab.simulator import config as sim_config
+from pik3s_lab.simulator import host as sim_host
+from pik3s_lab.simulator import nodes as sim_nodes
+from pik3s_lab.simulator import tokens as sim_tokens
+from pik3s_lab.simulator import yamlreader as sim_yamlreader
 
 # --- config files: alphabetical drop-ins, last wins, key+ appends, CLI overrides
 
@@ -27,9 +32,9 @@ def test_dropins_load_alphabetically_after_main_file(tmp_path: Path) -> None:
     _write(tmp_path / "config.yaml.d/20-b.yaml", "node-name: from-b\n")
     _write(tmp_path / "config.yaml.d/10-a.yaml", "node-name: from-a\nflannel-backend: wireguard-native\n")
     _write(tmp_path / "config.yaml.d/notes.txt", "node-name: ignored\n")
-    files = sim.config_files(main)
+    files = sim_config.config_files(main)
     assert [f.name for f in files] == ["config.yaml", "10-a.yaml", "20-b.yaml"]
-    merged = sim.load_config_files("server", files)
+    merged = sim_config.load_config_files("server", files)
     assert merged["node-name"] == "from-b"
     assert merged["flannel-backend"] == "wireguard-native"
     assert merged["cluster-cidr"] == ["10.42.0.0/16"]
@@ -38,31 +43,31 @@ def test_dropins_load_alphabetically_after_main_file(tmp_path: Path) -> None:
 def test_plus_suffix_appends_and_plain_key_replaces(tmp_path: Path) -> None:
     main = _write(tmp_path / "config.yaml", "tls-san: [a.example]\nnode-label:\n  - x=1\n")
     _write(tmp_path / "config.yaml.d/1.yaml", "tls-san+:\n  - b.example\nnode-label: [y=2]\n")
-    merged = sim.load_config_files("server", sim.config_files(main))
+    merged = sim_config.load_config_files("server", sim_config.config_files(main))
     assert merged["tls-san"] == ["a.example", "b.example"]
     assert merged["node-label"] == ["y=2"]
 
 
 def test_unknown_config_key_is_skipped_with_k3s_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main = _write(tmp_path / "config.yaml", "not-a-flag: true\nnode-name: n1\n")
-    merged = sim.load_config_files("server", [main])
+    merged = sim_config.load_config_files("server", [main])
     assert merged == {"node-name": "n1"}
     assert "Unknown flag --not-a-flag found in config.yaml, skipping" in capsys.readouterr().err
 
 
 def test_server_only_key_is_unknown_to_the_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main = _write(tmp_path / "config.yaml", "cluster-init: true\nserver: https://s:6443\n")
-    merged = sim.load_config_files("agent", [main])
+    merged = sim_config.load_config_files("agent", [main])
     assert merged == {"server": "https://s:6443"}
     assert "Unknown flag --cluster-init" in capsys.readouterr().err
 
 
 def test_cli_overrides_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _write(tmp_path / "etc/rancher/k3s/config.yaml", "node-name: file\nwrite-kubeconfig-mode: '0644'\n")
-    monkeypatch.setattr(sim, "ROOT", str(tmp_path))
+    monkeypatch.setattr(sim_common, "ROOT", str(tmp_path))
     for var in ("K3S_CONFIG_FILE", "K3S_TOKEN", "K3S_URL", "K3S_NODE_NAME"):
         monkeypatch.delenv(var, raising=False)
-    cfg = sim.resolve_config("server", ["--node-name", "cli", "--tls-san=x.example"])
+    cfg = sim_config.resolve_config("server", ["--node-name", "cli", "--tls-san=x.example"])
     assert cfg["node-name"] == "cli"
     assert cfg["write-kubeconfig-mode"] == "0644"
     assert cfg["tls-san"] == ["x.example"]
@@ -75,12 +80,12 @@ def test_cli_overrides_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     ("server", ["stray"], "unexpected argument 'stray'"),
 ])
 def test_bad_command_line_is_rejected(command: str, argv: list[str], message: str) -> None:
-    with pytest.raises(sim.UsageError, match=message):
-        sim.parse_cli(command, argv)
+    with pytest.raises(sim_config.UsageError, match=message):
+        sim_config.parse_cli(command, argv)
 
 
 def test_repeatable_and_boolean_flags() -> None:
-    cfg = sim.parse_cli("server", ["--node-label", "a=1", "--node-label=b=2", "--cluster-init",
+    cfg = sim_config.parse_cli("server", ["--node-label", "a=1", "--node-label=b=2", "--cluster-init",
                                    "--secrets-encryption=false", "-t", "tok"])
     assert cfg == {"node-label": ["a=1", "b=2"], "cluster-init": True, "secrets-encryption": False,
                    "token": "tok"}
@@ -99,9 +104,9 @@ def test_yaml_reader_matches_pyyaml_on_kubeconfig_shapes() -> None:
         "users": [{"name": "lab", "user": {"client-certificate-data": "REVG", "client-key-data": "R0hJ"}}],
     }
     for text in (yaml.safe_dump(doc), yaml.safe_dump(doc, default_flow_style=False, indent=4),
-                 sim.yaml_dump(doc)):
-        assert sim.yaml_load(text) == doc
-    assert yaml.safe_load(sim.yaml_dump(doc)) == doc
+                 sim_yamlreader.yaml_dump(doc)):
+        assert sim_yamlreader.yaml_load(text) == doc
+    assert yaml.safe_load(sim_yamlreader.yaml_dump(doc)) == doc
 
 
 @pytest.mark.parametrize(("text", "value"), [
@@ -113,14 +118,14 @@ def test_yaml_reader_matches_pyyaml_on_kubeconfig_shapes() -> None:
     ("---\nwrite-kubeconfig-mode: \"0644\"\n", {"write-kubeconfig-mode": "0644"}),
 ])
 def test_yaml_scalars(text: str, value: object) -> None:
-    assert sim.yaml_load(text) == value
+    assert sim_yamlreader.yaml_load(text) == value
 
 
 @pytest.mark.parametrize("text", ["a: &anchor 1\n", "a: *alias\n", "a: !!str 1\n", "a: 'unterminated\n",
                                   "- a\nb: 1\n", "a:\n\t- x\n"])
 def test_yaml_reader_rejects_what_it_does_not_understand(text: str) -> None:
-    with pytest.raises(sim.YamlError):
-        sim.yaml_load(text)
+    with pytest.raises(sim_yamlreader.YamlError):
+        sim_yamlreader.yaml_load(text)
 
 
 @pytest.mark.parametrize(("text", "value"), [
@@ -134,14 +139,15 @@ def test_yaml_reader_rejects_what_it_does_not_understand(text: str) -> None:
      {"spec": {"valuesContent": "replicas: 2\nimage:\n  tag: v1", "after": "x"}}),
 ])
 def test_yaml_block_scalars(text: str, value: object) -> None:
-    assert sim.yaml_load(text) == value
+    assert sim_yamlreader.yaml_load(text) == value
 
 
 def test_yaml_documents_in_one_stream() -> None:
     stream = ("# leading comment\n---\napiVersion: v1\nkind: A\n---\n# only a comment\n---\n"
               "kind: B\n...\n--- {\"kind\": \"C\"}\n")
-    assert sim.yaml_load_all(stream) == [{"apiVersion": "v1", "kind": "A"}, {"kind": "B"}, {"kind": "C"}]
-    assert sim.yaml_load_all('{\n  "kind": "D",\n  "items": [1,\n 2]\n}\n') == [{"kind": "D", "items": [1, 2]}]
+    assert sim_yamlreader.yaml_load_all(stream) == [{"apiVersion": "v1", "kind": "A"}, {"kind": "B"}, {"kind": "C"}]
+    assert sim_yamlreader.yaml_load_all('{\n  "kind": "D",\n  "items": [1,\n 2]\n}\n') == [
+        {"kind": "D", "items": [1, 2]}]
 
 
 # --- tokens
@@ -151,9 +157,9 @@ CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
 def test_secure_token_is_k10_sha256_of_ca_user_password() -> None:
-    token = sim.format_token(CA, "server", "s3cret")
+    token = sim_tokens.format_token(CA, "server", "s3cret")
     assert token == f"K10{hashlib.sha256(CA).hexdigest()}::server:s3cret"
-    assert sim.parse_token(token) == (hashlib.sha256(CA).hexdigest(), "server", "s3cret")
+    assert sim_tokens.parse_token(token) == (hashlib.sha256(CA).hexdigest(), "server", "s3cret")
 
 
 @pytest.mark.parametrize(("token", "parsed"), [
@@ -162,22 +168,22 @@ def test_secure_token_is_k10_sha256_of_ca_user_password() -> None:
     ("node:pw", (None, "node", "pw")),
 ])
 def test_short_tokens(token: str, parsed: tuple[None, str | None, str]) -> None:
-    assert sim.parse_token(token) == parsed
+    assert sim_tokens.parse_token(token) == parsed
 
 
 @pytest.mark.parametrize("token", [
     "K10abc::server:pw", "K10" + "0" * 64 + ":server:pw", "K10" + "g" * 64 + "::s:pw", "",
 ])
 def test_malformed_tokens_are_fatal(token: str) -> None:
-    with pytest.raises(sim.Fatal):
-        sim.parse_token(token)
+    with pytest.raises(sim_common.Fatal):
+        sim_tokens.parse_token(token)
 
 
 def test_bootstrap_data_needs_the_same_token_password() -> None:
-    blob = sim.encrypt_bootstrap("right", {"server-ca.key": "KEY"})
-    assert sim.decrypt_bootstrap("right", blob) == {"server-ca.key": "KEY"}
-    with pytest.raises(sim.Fatal, match="message authentication failed"):
-        sim.decrypt_bootstrap("wrong", blob)
+    blob = sim_tokens.encrypt_bootstrap("right", {"server-ca.key": "KEY"})
+    assert sim_tokens.decrypt_bootstrap("right", blob) == {"server-ca.key": "KEY"}
+    with pytest.raises(sim_common.Fatal, match="message authentication failed"):
+        sim_tokens.decrypt_bootstrap("wrong", blob)
 
 
 # --- host facts
@@ -196,7 +202,7 @@ def test_memory_cgroup_detection(tmp_path: Path, v2: str | None, v1: str | None,
         v2p.write_text(v2 + "\n")
     if v1 is not None:
         v1p.write_text(v1)
-    state, reason = sim.memory_cgroup_state(v2p, v1p)
+    state, reason = sim_host.memory_cgroup_state(v2p, v1p)
     assert state is ok
     assert why in reason
 
@@ -217,7 +223,7 @@ def test_published_version_is_what_version_prints(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("arch", ["arm64", "armhf"])
 def test_arm_assets_refuse_this_x86_64_cpu(tmp_path: Path, arch: str) -> None:
-    if sim.platform.machine() != "x86_64":
+    if sim_host.platform.machine() != "x86_64":
         pytest.skip("checks the x86_64 refusal")
     asset = tmp_path / f"k3s-{arch}"
     asset.write_bytes(mirror.simulator_asset("v1.31.4+k3s1", arch))
@@ -241,14 +247,15 @@ def test_check_config_reports_memory_cgroup(tmp_path: Path) -> None:
 
 
 def test_taint_and_label_grammar() -> None:
-    assert sim.parse_taint("dedicated=edge:NoSchedule") == {"key": "dedicated", "value": "edge", "effect": "NoSchedule"}
-    assert sim.parse_taint("node-role.kubernetes.io/control-plane:NoExecute") == {
+    assert sim_nodes.parse_taint("dedicated=edge:NoSchedule") == {
+        "key": "dedicated", "value": "edge", "effect": "NoSchedule"}
+    assert sim_nodes.parse_taint("node-role.kubernetes.io/control-plane:NoExecute") == {
         "key": "node-role.kubernetes.io/control-plane", "effect": "NoExecute"}
-    with pytest.raises(sim.Fatal, match="invalid taint"):
-        sim.parse_taint("dedicated=edge")
-    assert sim.parse_label("pik3s.io/model=rpi4") == ("pik3s.io/model", "rpi4")
-    with pytest.raises(sim.Fatal, match="invalid node label"):
-        sim.parse_label("no-equals-sign")
+    with pytest.raises(sim_common.Fatal, match="invalid taint"):
+        sim_nodes.parse_taint("dedicated=edge")
+    assert sim_nodes.parse_label("pik3s.io/model=rpi4") == ("pik3s.io/model", "rpi4")
+    with pytest.raises(sim_common.Fatal, match="invalid node label"):
+        sim_nodes.parse_label("no-equals-sign")
 
 
 @pytest.mark.parametrize(("asset", "machine", "code"), [
@@ -259,13 +266,13 @@ def test_taint_and_label_grammar() -> None:
 ])
 def test_cpu_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                    asset: str, machine: str, code: int | None) -> None:
-    monkeypatch.setattr(sim, "PUBLISHED_ARCH", asset)
-    monkeypatch.setattr(sim.platform, "machine", lambda: machine)
+    monkeypatch.setattr(sim_host, "PUBLISHED_ARCH", asset)
+    monkeypatch.setattr(sim_host.platform, "machine", lambda: machine)
     if code is None:
-        sim.check_cpu()
+        sim_host.check_cpu()
         return
     with pytest.raises(SystemExit) as exc:
-        sim.check_cpu()
+        sim_host.check_cpu()
     assert exc.value.code == code
     err = capsys.readouterr().err
     assert ("Illegal instruction" if code == 132 else "Exec format error") in err

@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pik3s.lab import k3s_simulator as sim
+from pik3s_lab.simulator import common as sim_common
+from pik3s_lab.simulator import httpclient as sim_httpclient
 from tests.unit.lab.simharness import FAST, Node
 
 MakeNode = Callable[..., Node]
@@ -97,11 +98,11 @@ def test_idle_connections_hold_no_worker_and_a_tcp_probe_logs_one_line(make_node
     ca = (s1.data_dir / "server/tls/server-ca.crt").read_text()
     ctx = ssl.create_default_context(cadata=ca)
     idle = []
-    for _ in range(sim.WORKERS + 4):
+    for _ in range(sim_common.WORKERS + 4):
         raw = socket.create_connection((s1.ip, s1.port), timeout=5)
         idle.append(ctx.wrap_socket(raw, server_hostname=s1.ip))
     try:
-        assert sim.https_request(s1.url + "/ping", cadata=ca, timeout=5) == b"pong"
+        assert sim_httpclient.https_request(s1.url + "/ping", cadata=ca, timeout=5) == b"pong"
         assert s1.kubectl("get", "nodes").returncode == 0
     finally:
         for conn in idle:

@@ -19,7 +19,11 @@ from typing import Any
 import pytest
 import yaml
 
-from pik3s.lab import k3s_simulator as sim
+from pik3s_lab import mirror
+from pik3s_lab.simulator import common as sim_common
+from pik3s_lab.simulator import kubectl as sim_kubectl
+from pik3s_lab.simulator import main as sim_main
+from pik3s_lab.simulator import nodes as sim_nodes
 
 NOW = 1_790_000_000.0
 
@@ -30,7 +34,7 @@ def _node(name: str, ip: str, labels: dict[str, str], *, age: int, ready: bool,
            "last_seen": NOW if ready else NOW - 600, "unschedulable": cordoned,
            "version": "v1.30.8+k3s1", "arch": labels["kubernetes.io/arch"],
            "os_image": "Debian GNU/Linux 12 (bookworm)", "kernel": "6.6.51+rpt-rpi-v8"}
-    return sim.node_object(rec, now=NOW)
+    return sim_nodes.node_object(rec, now=NOW)
 
 
 AGT1 = _node("agt1", "10.0.0.11", {"kubernetes.io/arch": "arm", "kubernetes.io/hostname": "agt1", "tier": "edge"},
@@ -40,7 +44,7 @@ SRV = _node("srv", "10.0.0.10", {"kubernetes.io/arch": "arm64", "kubernetes.io/h
                                  "node-role.kubernetes.io/master": "true"},
             age=3725, ready=True)
 ITEMS = [AGT1, SRV]
-LIST = sim.node_list(ITEMS)
+LIST = sim_kubectl.node_list(ITEMS)
 
 
 # --- flag parsing: every spelling pflag accepts means the same thing
@@ -54,7 +58,7 @@ LIST = sim.node_list(ITEMS)
     ["-o", "jsonpath={.items[0].metadata.name}", "get", "nodes"],
 ])
 def test_output_flag_spellings(argv: list[str]) -> None:
-    verb, args, flags = sim.parse_kubectl_args(argv)
+    verb, args, flags = sim_kubectl.parse_kubectl_args(argv)
     assert (verb, args, flags["output"]) == ("get", ["nodes"], "jsonpath={.items[0].metadata.name}")
 
 
@@ -70,7 +74,7 @@ def test_output_flag_spellings(argv: list[str]) -> None:
     (["get", "--", "nodes"], {}),
 ])
 def test_flags(argv: list[str], flags: dict[str, str]) -> None:
-    assert sim.parse_kubectl_args(argv)[2] == flags
+    assert sim_kubectl.parse_kubectl_args(argv)[2] == flags
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -86,8 +90,8 @@ def test_flags(argv: list[str], flags: dict[str, str]) -> None:
      'error: invalid argument "maybe" for "--show-labels" flag: strconv.ParseBool: parsing "maybe": invalid syntax'),
 ])
 def test_flag_errors(argv: list[str], message: str) -> None:
-    with pytest.raises(sim.KubectlError) as err:
-        sim.parse_kubectl_args(argv)
+    with pytest.raises(sim_kubectl.KubectlError) as err:
+        sim_kubectl.parse_kubectl_args(argv)
     assert str(err.value) == message
 
 
@@ -100,7 +104,7 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
             self.text += s
 
     out, err = Buf(), Buf()
-    rc = sim.kubectl(argv, out, err)
+    rc = sim_kubectl.kubectl(argv, out, err)
     return rc, out.text, err.text
 
 
@@ -108,22 +112,22 @@ def test_a_verb_kubectl_has_but_the_simulator_lacks_is_an_unknown_command_before
     rc, out, err = _run(["patch", "--type", "merge", "node/x"])
     assert (rc, out) == (1, "")
     assert err.splitlines() == ['error: unknown command "patch" for "kubectl"',
-                                f"({sim.SIM_NAME}: kubectl patch is not simulated)"]
+                                f"({sim_common.SIM_NAME}: kubectl patch is not simulated)"]
 
 
 def test_unknown_command_is_kubectls_error_and_names_the_simulator() -> None:
     rc, out, err = _run(["rollout", "status", "deploy/x"])
     assert (rc, out) == (1, "")
     assert err.splitlines()[0] == 'error: unknown command "rollout" for "kubectl"'
-    assert sim.SIM_NAME in err.splitlines()[1]
+    assert sim_common.SIM_NAME in err.splitlines()[1]
 
 
 def test_unknown_resource_type() -> None:
     rc, _out, err = _run(["--kubeconfig", "/nonexistent", "get", "pods"])
     # The kubeconfig named does not exist: kubectl reads it before anything else.
     assert rc == 1 and err == "error: stat /nonexistent: no such file or directory\n"
-    with pytest.raises(sim.KubectlError) as exc:
-        sim._node_args(["pods"])
+    with pytest.raises(sim_kubectl.KubectlError) as exc:
+        sim_kubectl._node_args(["pods"])
     assert str(exc.value).splitlines()[0] == 'error: the server doesn\'t have a resource type "pods"'
 
 
@@ -132,20 +136,20 @@ def test_unknown_resource_type() -> None:
     (["nodes", "a", "b"], ["a", "b"]), (["node/a"], ["a"]), (["node/a", "nodes/b"], ["a", "b"]),
 ])
 def test_resource_arguments(args: list[str], names: list[str]) -> None:
-    assert sim._node_args(args) == names
+    assert sim_kubectl._node_args(args) == names
 
 
 # --- tables
 
 def test_default_table() -> None:
-    assert sim.render_nodes(ITEMS, None, single=False, now=NOW) == (
+    assert sim_kubectl.render_nodes(ITEMS, None, single=False, now=NOW) == (
         "NAME   STATUS                        ROLES                  AGE   VERSION\n"
         "agt1   NotReady,SchedulingDisabled   <none>                 90s   v1.30.8+k3s1\n"
         "srv    Ready                         control-plane,master   62m   v1.30.8+k3s1\n")
 
 
 def test_show_labels_and_no_headers() -> None:
-    text = sim.render_nodes(ITEMS, None, single=False, show_labels=True, headers=False, now=NOW)
+    text = sim_kubectl.render_nodes(ITEMS, None, single=False, show_labels=True, headers=False, now=NOW)
     assert text == (
         "agt1   NotReady,SchedulingDisabled   <none>                 90s   v1.30.8+k3s1   "
         "kubernetes.io/arch=arm,kubernetes.io/hostname=agt1,tier=edge\n"
@@ -155,7 +159,7 @@ def test_show_labels_and_no_headers() -> None:
 
 
 def test_wide_table() -> None:
-    lines = sim.render_nodes([SRV], "wide", single=True, now=NOW).splitlines()
+    lines = sim_kubectl.render_nodes([SRV], "wide", single=True, now=NOW).splitlines()
     assert lines[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP",
                                 "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"]
     assert re.split(r" {3,}", lines[1]) == ["srv", "Ready", "control-plane,master", "62m", "v1.30.8+k3s1", "10.0.0.10",
@@ -164,11 +168,11 @@ def test_wide_table() -> None:
 
 
 def test_name_output() -> None:
-    assert sim.render_nodes(ITEMS, "name", single=False) == "node/agt1\nnode/srv\n"
+    assert sim_kubectl.render_nodes(ITEMS, "name", single=False) == "node/agt1\nnode/srv\n"
 
 
 def test_custom_columns() -> None:
-    text = sim.render_nodes(ITEMS, "custom-columns=NAME:.metadata.name,ARCH:{.status.nodeInfo.architecture},"
+    text = sim_kubectl.render_nodes(ITEMS, "custom-columns=NAME:.metadata.name,ARCH:{.status.nodeInfo.architecture},"
                                    "TAINTS:.spec.taints[*].key,EXT:.status.nothere", single=False)
     taints = "node.kubernetes.io/unschedulable,node.kubernetes.io/unreachable"  # 63 characters
     assert text == (f"NAME   ARCH    {'TAINTS':63}   EXT\n"
@@ -182,27 +186,27 @@ def test_custom_columns() -> None:
     (180000, "2d2h"), (691200, "8d"), (63072000, "2y"), (63158400, "2y1d"), (252288000, "8y"),
 ])
 def test_age_column(secs: int, age: str) -> None:
-    assert sim.human_duration(secs) == age
+    assert sim_nodes.human_duration(secs) == age
 
 
 # --- json and yaml
 
 def test_json_of_one_named_node_is_the_object_and_of_several_a_list() -> None:
-    one = json.loads(sim.render_nodes([SRV], "json", single=True))
+    one = json.loads(sim_kubectl.render_nodes([SRV], "json", single=True))
     assert one["kind"] == "Node" and one["metadata"]["name"] == "srv"
-    many = sim.render_nodes(ITEMS, "json", single=False)
+    many = sim_kubectl.render_nodes(ITEMS, "json", single=False)
     assert json.loads(many) == {"apiVersion": "v1", "items": ITEMS, "kind": "List",
                                 "metadata": {"resourceVersion": ""}}
     assert many.startswith('{\n    "apiVersion": "v1",\n    "items": [\n')  # four spaces, keys sorted
 
 
 def test_json_escapes_as_go_does() -> None:
-    assert sim.go_json({"b": "<a&b>", "a": 1}) == '{"a":1,"b":"\\u003ca\\u0026b\\u003e"}'
+    assert sim_kubectl.go_json({"b": "<a&b>", "a": 1}) == '{"a":1,"b":"\\u003ca\\u0026b\\u003e"}'
 
 
 def test_yaml_reads_back_as_the_json() -> None:
-    text = sim.render_nodes(ITEMS, "yaml", single=False)
-    assert yaml.safe_load(text) == json.loads(sim.render_nodes(ITEMS, "json", single=False))
+    text = sim_kubectl.render_nodes(ITEMS, "yaml", single=False)
+    assert yaml.safe_load(text) == json.loads(sim_kubectl.render_nodes(ITEMS, "json", single=False))
     assert text.startswith("apiVersion: v1\nitems:\n- apiVersion: v1\n")
     assert 'creationTimestamp: "' in text  # a timestamp stays a string
 
@@ -235,16 +239,16 @@ def test_yaml_reads_back_as_the_json() -> None:
     ("no braces", "no braces"),
 ])
 def test_jsonpath_on_a_list(template: str, text: str) -> None:
-    assert sim.render_nodes(ITEMS, f"jsonpath={template}", single=False) == text  # no newline added
+    assert sim_kubectl.render_nodes(ITEMS, f"jsonpath={template}", single=False) == text  # no newline added
 
 
 def test_jsonpath_on_one_named_node() -> None:
-    assert sim.render_nodes([SRV], "jsonpath={.spec.unschedulable}", single=True) == "false"
-    assert sim.render_nodes([SRV], "jsonpath={.status.nodeInfo.kubeletVersion}", single=True) == "v1.30.8+k3s1"
+    assert sim_kubectl.render_nodes([SRV], "jsonpath={.spec.unschedulable}", single=True) == "false"
+    assert sim_kubectl.render_nodes([SRV], "jsonpath={.status.nodeInfo.kubeletVersion}", single=True) == "v1.30.8+k3s1"
 
 
 def test_jsonpath_as_json() -> None:
-    text = sim.render_nodes(ITEMS, "jsonpath-as-json={.items[*].metadata.name}", single=False)
+    text = sim_kubectl.render_nodes(ITEMS, "jsonpath-as-json={.items[*].metadata.name}", single=False)
     assert text == '[\n    "agt1",\n    "srv"\n]\n'
 
 
@@ -257,17 +261,17 @@ def test_jsonpath_as_json() -> None:
             "jsonpath-file,name,template,templatefile,wide,yaml"),
 ])
 def test_output_errors(output: str, message: str) -> None:
-    with pytest.raises(sim.KubectlError) as err:
-        sim.render_nodes(ITEMS, output, single=False)
+    with pytest.raises(sim_kubectl.KubectlError) as err:
+        sim_kubectl.render_nodes(ITEMS, output, single=False)
     assert str(err.value) == message
 
 
 def test_a_format_kubectl_has_but_the_simulator_lacks_fails_as_unknown_and_says_so() -> None:
-    with pytest.raises(sim.KubectlError) as err:
-        sim.render_nodes(ITEMS, "go-template={{.kind}}", single=False)
+    with pytest.raises(sim_kubectl.KubectlError) as err:
+        sim_kubectl.render_nodes(ITEMS, "go-template={{.kind}}", single=False)
     first, second = str(err.value).splitlines()
     assert first.startswith('error: unable to match a printer suitable for the output format "go-template={{.kind}}"')
-    assert second == f"({sim.SIM_NAME}: the go-template output format is not simulated)"
+    assert second == f"({sim_common.SIM_NAME}: the go-template output format is not simulated)"
 
 
 # --- label selectors
@@ -285,13 +289,14 @@ def test_a_format_kubectl_has_but_the_simulator_lacks_fails_as_unknown_and_says_
     ("", ["agt1", "srv"]),
 ])
 def test_selectors(selector: str, names: list[str]) -> None:
-    reqs = sim.parse_selector(selector)
-    assert [n["metadata"]["name"] for n in ITEMS if sim.selector_matches(reqs, n["metadata"]["labels"])] == names
+    reqs = sim_kubectl.parse_selector(selector)
+    matches = [n["metadata"]["name"] for n in ITEMS if sim_kubectl.selector_matches(reqs, n["metadata"]["labels"])]
+    assert matches == names
 
 
 def test_a_bad_selector_is_refused() -> None:
-    with pytest.raises(sim.KubectlError, match="unable to parse requirement"):
-        sim.parse_selector("=edge")
+    with pytest.raises(sim_kubectl.KubectlError, match="unable to parse requirement"):
+        sim_kubectl.parse_selector("=edge")
 
 
 # --- completion
@@ -320,15 +325,15 @@ def test_kubectl_completion_of_an_unknown_shell() -> None:
 def test_k3s_completion_prints_and_installs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert sim.main(["k3s", "completion", "bash"]) == 0
+    assert sim_main.main(["k3s", "completion", "bash"]) == 0
     script = capsys.readouterr().out
     check = subprocess.run(["bash", "-c", script + "\ncomplete -p k3s"], capture_output=True, text=True, check=False)
     assert check.stdout.strip() == "complete -o bashdefault -o default -F _k3s_sim_complete k3s"
     (tmp_path / ".bashrc").write_text("# user's own\n")
     for _ in range(2):  # the second install finds its line and adds nothing
-        assert sim.main(["k3s", "completion", "-i", "bash"]) == 0
+        assert sim_main.main(["k3s", "completion", "-i", "bash"]) == 0
     assert (tmp_path / ".bashrc").read_text() == "# user's own\nsource <(k3s completion bash)\n"
-    assert sim.main(["k3s", "completion", "fish"]) == 1
+    assert sim_main.main(["k3s", "completion", "fish"]) == 1
     assert "unknown shell: fish" in capsys.readouterr().err
 
 
@@ -337,7 +342,7 @@ def test_bash_login_with_the_completion_lines_prints_nothing(tmp_path: Path) -> 
     bindir = tmp_path / "bin"
     bindir.mkdir()
     k3s = bindir / "k3s"
-    k3s.write_text(Path(sim.__file__).read_text())
+    k3s.write_bytes(mirror.simulator_asset("v1.31.4+k3s1", "amd64"))  # as the lab publishes it
     k3s.chmod(0o755)
     (bindir / "kubectl").symlink_to("k3s")  # as K3s's install.sh links it: the name decides
     rc = ("source <(k3s completion bash)\nsource <(k3s kubectl completion bash)\n"

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pik3s import cli
-from pik3s.lab import lab as lablib
+from pik3s_lab import lab as lablib
 
 
 def _record(tmp_path: Path) -> lablib.LabRecord:

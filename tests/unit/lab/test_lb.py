@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from pik3s.lab import lb
+from pik3s_lab import lb
 
 
 async def _backend(name: bytes) -> asyncio.AbstractServer:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pik3s.lab import mirror, mirror_server, releases
+from pik3s_lab import mirror, mirror_server, releases
 
 DOWNLOAD = releases.RELEASE_PATH.lstrip("/")
 
@@ -97,12 +97,28 @@ def test_unknown_channel_version_and_listing_are_404(served: tuple[str, int]) ->
     assert _get(served, "/channels.json").status == 404
 
 
-def test_simulator_keeps_its_publish_markers() -> None:
-    src = mirror.SIMULATOR.read_text()
-    assert src.count('"@PIK3S_SIM_VERSION@"') == 1 and src.count('"@PIK3S_SIM_ARCH@"') == 1
-    published = mirror.simulator_asset("v1.30.8+k3s1", "armhf").decode()
-    assert 'PUBLISHED_VERSION = "v1.30.8+k3s1"' in published
-    assert 'PUBLISHED_ARCH = "armhf"' in published
+def test_the_simulator_is_published_as_one_executable_with_its_release_in_a_generated_module(
+        tmp_path: Path) -> None:
+    """The package built into a zipapp: the version and arch in _published.py (not substituted into the
+    sources), every module inside, nothing of the build machine's, the same bytes every time."""
+    import io
+    import subprocess
+    import zipfile
+
+    asset = mirror.simulator_asset("v1.30.8+k3s1", "armhf")
+    assert asset.startswith(b"#!/usr/bin/env python3\n")
+    assert asset == mirror.simulator_asset("v1.30.8+k3s1", "armhf")  # reproducible: checksums stay put
+    with zipfile.ZipFile(io.BytesIO(asset)) as zf:
+        names = {n for n in zf.namelist() if not n.endswith("/")}
+        published = zf.read(f"{mirror.SIM_PACKAGE}/_published.py").decode()
+    sources = {f"{mirror.SIM_PACKAGE}/{f.name}" for f in mirror.SIMULATOR.glob("*.py")}
+    assert names == sources | {"__main__.py", f"{mirror.SIM_PACKAGE}/_published.py"}
+    assert 'VERSION = "v1.30.8+k3s1"' in published and 'ARCH = "armhf"' in published
+    exe = tmp_path / "k3s"
+    exe.write_bytes(mirror.simulator_asset("v1.31.4+k3s1", "amd64"))
+    exe.chmod(0o755)
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[0] == "k3s version v1.31.4+k3s1 (pik3s K3s simulator)"
 
 
 @pytest.mark.parametrize(("lab_arch", "machine"), [("amd64", "x86_64"), ("arm64", "aarch64"), ("armhf", "armv7l")])

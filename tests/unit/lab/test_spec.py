@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pik3s.errors import Pik3sError
-from pik3s.lab import spec
+from pik3s_lab import spec
 
 
 def test_default_spec_is_the_seed_lab() -> None:
@@ -107,9 +107,9 @@ def test_what_does_not_fit_the_machine_is_refused_before_anything_is_created(
     assert spec.machine_memory() > 0
     # lab up says so before it touches Docker.
     monkeypatch.setattr(spec, "machine_memory", lambda: 1024**3)
-    monkeypatch.setattr("pik3s.lab.docker.ensure_engine", lambda: pytest.fail("Docker was touched"))
+    monkeypatch.setattr("pik3s_lab.docker.ensure_engine", lambda: pytest.fail("Docker was touched"))
     with pytest.raises(Pik3sError, match=r"ask for 26\.0 GiB of memory and this machine has 1\.0 GiB"):
-        from pik3s.lab import lab as lablib
+        from pik3s_lab import lab as lablib
         lablib.up(big, Path("/nonexistent/pik3s-state"))
 
 

@@ -77,7 +77,7 @@ def test_error_reports_without_raising(token: str, problem: str) -> None:
 
 def test_simulator_tokens_parse() -> None:
     """What the lab's K3s simulator writes is what the filters read."""
-    from pik3s.lab import k3s_simulator as sim
-    token = sim.format_token(b"CA PEM", "server", "pw-from-sim")
-    assert f.k3s_token_parse(token) == {"format": "secure", "ca_hash": sim.ca_hash(b"CA PEM"),
+    from pik3s_lab.simulator import tokens as sim_tokens
+    token = sim_tokens.format_token(b"CA PEM", "server", "pw-from-sim")
+    assert f.k3s_token_parse(token) == {"format": "secure", "ca_hash": sim_tokens.ca_hash(b"CA PEM"),
                                         "username": "server", "password": "pw-from-sim"}

@@ -10,15 +10,16 @@ import pytest
 import yaml
 
 from ansible_collections.pik3s.cluster.plugins.plugin_utils import k3s_addons
-from pik3s.lab import k3s_simulator as sim
-from pik3s.lab import mirror
+from pik3s_lab import mirror
+from pik3s_lab.simulator import controllers as sim_controllers
+from pik3s_lab.simulator import yamlreader as sim_yamlreader
 
 VALUES = {"replicas": 2, "ingress": {"enabled": True, "hosts": ["ui.lab"]}, "note": "two\nlines"}
 
 
 def _docs(text: str) -> list[dict[str, object]]:
     docs = [d for d in yaml.safe_load_all(text) if d]
-    assert sim.yaml_load_all(text) == docs  # the simulator reads exactly what a YAML library reads
+    assert sim_yamlreader.yaml_load_all(text) == docs  # the simulator reads exactly what a YAML library reads
     return docs
 
 
@@ -70,7 +71,7 @@ def test_airgapped_chart_goes_in_as_chart_content_and_names_its_images(tmp_path:
     assert "repo" not in chart  # type: ignore[operator]
     data = base64.b64decode(chart["chartContent"])  # type: ignore[index]
     assert data == (tmp_path / "charts" / "kubernetes-dashboard-7.14.0.tgz").read_bytes()
-    assert sim.chart_yaml(data)["version"] == "7.14.0"
+    assert sim_controllers.chart_yaml(data)["version"] == "7.14.0"
     assert images == {"dashboard": ["docker.io/kubernetesui/dashboard-web:1.7.0"]}
 
 

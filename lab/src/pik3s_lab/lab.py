@@ -27,8 +27,8 @@ from typing import Any
 import yaml
 
 from pik3s.errors import Pik3sError
-from pik3s.lab import binfmt, docker, image, mirror, releases
-from pik3s.lab.spec import HostSpec, LabSpec, fit_problem, inotify_problem
+from pik3s_lab import binfmt, docker, image, mirror, releases
+from pik3s_lab.spec import HostSpec, LabSpec, fit_problem, inotify_problem
 
 LABEL = "pik3s.lab"
 MIRROR_PORT = 8080
@@ -107,7 +107,7 @@ def container_name(lab: str, host: str) -> str:
 
 
 def _cpuinfo(model: str, host: str) -> str:
-    data = resources.files("pik3s.lab") / "data"
+    data = resources.files("pik3s_lab") / "data"
     processor = (data / f"cpuinfo-{model}-processor.txt").read_text()
     body = "".join(processor.replace("@N@", str(n)) for n in range(4))
     serial = "10000000" + hashlib.sha256(host.encode()).hexdigest()[:8]

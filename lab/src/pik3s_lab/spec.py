@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from pik3s.errors import Pik3sError
-from pik3s.lab.image import ARCHES
+from pik3s_lab.image import ARCHES
 
 MODELS = ("rpi4", "rpi3", "generic")
 GROUPS = ("server", "agent")
@@ -87,7 +87,7 @@ class LabSpec:
 
 
 def default_spec_path() -> Path:
-    return Path(str(resources.files("pik3s.lab") / "data" / "seed-lab.yml"))
+    return Path(str(resources.files("pik3s_lab") / "data" / "seed-lab.yml"))
 
 
 def _fail(where: str, msg: str) -> Pik3sError:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pik3s.errors import Pik3sError
-from pik3s.lab import binfmt, docker
+from pik3s_lab import binfmt, docker
 
 ARCHES = ("amd64", "arm64", "armhf")
 RECIPE = Path(__file__).parent / "recipe"

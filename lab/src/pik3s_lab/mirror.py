@@ -8,23 +8,40 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import shutil
 import tarfile
+import tempfile
+import zipapp
 from pathlib import Path
 
-from pik3s.lab import releases
+from pik3s_lab import releases
 
-SIMULATOR = Path(__file__).with_name("k3s_simulator.py")
+SIMULATOR = Path(__file__).with_name("simulator")
 SERVER = Path(__file__).with_name("mirror_server.py")
+# The simulator's package name inside the published executable.
+SIM_PACKAGE = "k3s_simulator"
+# Every file of an asset gets this time, so one version and arch always make the same bytes.
+_EPOCH = 315964800  # 1980-01-06, within the zip format's range
 
 
-def simulator_asset(version: str, arch: str) -> bytes:
-    """The simulator as published for one version and arch."""
-    src = SIMULATOR.read_text()
-    for marker, value in (("@PIK3S_SIM_VERSION@", version), ("@PIK3S_SIM_ARCH@", arch)):
-        if src.count(f'"{marker}"') != 1:
-            raise RuntimeError(f"simulator source lost its {marker} marker")
-        src = src.replace(f'"{marker}"', json.dumps(value), 1)
-    return src.encode()
+def simulator_asset(version: str, arch: str, source: Path = SIMULATOR) -> bytes:
+    """The simulator as published for one version and arch: its package (``source``) built into one
+    executable (a zipapp for the hosts' python3), the version and arch written into a generated module."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        pkg = root / SIM_PACKAGE
+        shutil.copytree(source, pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "_published.py"))
+        (pkg / "_published.py").write_text(
+            '"""Written by pik3s_lab.mirror when it published this asset."""\n\n'
+            f"VERSION = {json.dumps(version)}\nARCH = {json.dumps(arch)}\n")
+        (root / "__main__.py").write_text(
+            f"import sys\n\nfrom {SIM_PACKAGE}.main import main\n\nsys.exit(main())\n")
+        for path in root.rglob("*"):
+            os.utime(path, (_EPOCH, _EPOCH))
+        out = io.BytesIO()
+        zipapp.create_archive(root, out, interpreter="/usr/bin/env python3", compressed=True)
+        return out.getvalue()
 
 
 def airgap_tar(version: str, image_arch: str) -> bytes:
