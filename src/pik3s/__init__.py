@@ -8,8 +8,7 @@ in ``pik3s.results``.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from pik3s._version import __version__
 from pik3s.api import (
     add_nodes,
     backup,

@@ -27,27 +27,13 @@ from typing import Any
 
 import yaml
 
+from pik3s.collection import find_collection
 from pik3s.errors import Pik3sError
-
-CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def collections_root() -> Path:
-    """The directory holding ansible_collections/pik3s/cluster: $PIK3S_COLLECTIONS_PATH, else the
-    checkout's, else $ANSIBLE_COLLECTIONS_PATH's entries (as an execution environment sets it), else
-    Ansible's default collection paths."""
-    ansible_paths = [p for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p]
-    given = os.environ.get("PIK3S_COLLECTIONS_PATH")
-    candidates = [Path(given)] if given else []
-    candidates += [CHECKOUT / "collections", *map(Path, ansible_paths), Path.home() / ".ansible/collections",
-                   Path("/usr/share/ansible/collections")]
-    for candidate in candidates:
-        here = candidate / "ansible_collections/pik3s/cluster"
-        # a checkout has galaxy.yml; an installed collection (ansible-galaxy, an EE) has MANIFEST.json
-        if (here / "galaxy.yml").is_file() or (here / "MANIFEST.json").is_file():
-            return candidate
-    raise Pik3sError("cannot find the pik3s.cluster collection: set PIK3S_COLLECTIONS_PATH to the directory "
-                     "that holds ansible_collections/pik3s/cluster")
+    """The directory holding ansible_collections/pik3s/cluster that pik3s runs (pik3s.collection)."""
+    return find_collection().root
 
 
 def cluster_state_dir(name: str) -> Path:
