@@ -24,3 +24,35 @@ def run_ansible(tool: str, *args: str, timeout: float = 600,
     full_env = {**ansible_env(), "PATH": f"{BIN}:{os.environ.get('PATH', '')}", **(env or {})}
     return subprocess.run([str(BIN / tool), *args], cwd=ROOT, env=full_env, capture_output=True,
                           text=True, timeout=timeout, check=False)
+
+
+def build_wheel(dest: Path) -> Path:
+    """pik3s's wheel, built from this checkout as a release builds it (the collection inside)."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "--disable-pip-version-check", "-w", str(dest), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = dest.glob("pik3s-*.whl")
+    return wheel
+
+
+def fresh_venv(wheel: Path, dest: Path) -> Path:
+    """A new venv with ``wheel`` installed as a user installs it, offline: pik3s's dependencies are
+    those of this test venv (appended to the new one's path by a .pth file, after its own
+    site-packages); neither this checkout nor the lab package is in it. Returns its bin directory."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest)], check=True)
+    site = next((dest / "lib").glob("python3*/site-packages"))
+    ours = next(p for p in map(Path, sys.path) if p.name == "site-packages" and (p / "ansible").is_dir())
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    "--disable-pip-version-check", "--target", str(site), str(wheel)], check=True, capture_output=True)
+    (site / "zz-test-dependencies.pth").write_text(f"{ours}\n")
+    bindir = dest / "bin"
+    (bindir / "pik3s").write_text(f"#!{bindir / 'python'}\nimport sys\nfrom pik3s.cli import main\nsys.exit(main())\n")
+    (bindir / "pik3s").chmod(0o755)
+    return bindir
+
+
+def outside_env(bindir: Path, home: Path) -> dict[str, str]:
+    """The environment of a user outside this checkout: the fresh venv's pik3s first on PATH (Ansible's
+    tools from this venv after it), no pik3s or Ansible settings of the test run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIK3S_", "ANSIBLE_"))}
+    env.update(HOME=str(home), PATH=f"{bindir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    return env
