@@ -4,8 +4,10 @@ powered off mid-deploy, SSH connections dropped mid-run, a full disk, a dead age
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +22,7 @@ import yaml
 
 from pik3s.results import EXIT_HOST_FAILED, EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE
 from pik3s_lab import lab as lablib
-from tests.conftest import ROOT, ansible_env
+from tests.conftest import ROOT, ansible_env, build_wheel, fresh_venv, outside_env
 from tests.integration.conftest import (
     PIK3S,
     container,
@@ -100,6 +102,30 @@ def test_check_on_the_converged_cluster_changes_nothing(lab: lablib.LabRecord) -
     assert doc["check"] is True and doc["changes"] == {}
     assert {h: s["changed"] for h, s in doc["hosts"].items()} == {"srv": 0, "agt1": 0, "agt2": 0}
     assert len(doc["cluster"]["nodes"]) == 3
+
+
+def test_the_wheel_alone_validates_and_checks_the_lab_from_elsewhere(lab: lablib.LabRecord, tmp_path: Path) -> None:
+    """`pip install pik3s-*.whl` into a fresh venv, run outside the checkout with no pik3s or Ansible
+    variable and no ansible.cfg: the collection the wheel carries validates the lab's inventory and
+    checks the converged cluster (nothing to change), as an operator's own inventory directory would."""
+    bindir = fresh_venv(build_wheel(tmp_path / "dist"), tmp_path / "venv")
+    inventory = tmp_path / "ops" / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    shutil.copy(Path(lab.state_dir) / "inventory.yml", inventory / "hosts.yml")  # what `lab up` wrote
+    shutil.copy(ROOT / "inventories/lab/group_vars/all.yml", inventory / "group_vars/all.yml")
+    kube = Path(lab_inventory(lab)) / ".kube"
+    if kube.is_dir():  # the kubeconfig the deploy fetched, beside the inventory as site.yml keeps it
+        shutil.copytree(kube, inventory / ".kube")
+    env = outside_env(bindir, Path.home())
+    run = functools.partial(subprocess.run, cwd=inventory.parent, env=env, capture_output=True, text=True,
+                            check=False, timeout=900)
+    valid = run(["pik3s", "inventory", "validate", "-i", "inventory"])
+    assert valid.returncode == EXIT_OK, valid.stdout + valid.stderr
+    res = run(["pik3s", "check", "-i", "inventory", "-e", f"k3s_version={VERSION}", "--output", "json"])
+    doc = json.loads(res.stdout)
+    assert res.returncode == EXIT_OK, (doc.get("failures"), res.stderr[-2000:])
+    assert doc["changes"] == {} and sorted(doc["hosts"]) == ["agt1", "agt2", "srv"]
+    assert "pik3s_lab" not in res.stderr and not (inventory.parent / "collections").exists()
 
 
 def test_status_reads_the_cluster_from_the_server(lab: lablib.LabRecord) -> None:
