@@ -126,7 +126,8 @@ def release(repo: Path, tag: str, out: Path) -> dict[str, object]:
     importer = "not installed (pip install galaxy-importer to run it)"
     if importlib.util.find_spec("galaxy_importer"):
         (collection,) = [a for a in artifacts if a.name.startswith("pik3s-cluster-")]
-        report = run(sys.executable, "-m", "galaxy_importer.main", collection, "--output-path", out / "importer")
+        with tempfile.TemporaryDirectory() as scratch:  # it writes importer_result.json where it runs
+            report = run(sys.executable, "-m", "galaxy_importer.main", collection, cwd=Path(scratch))
         errors = [line for line in report.splitlines() if "ERROR" in line]
         if errors:
             raise ReleaseError(f"galaxy-importer on {collection.name}:\n  " + "\n  ".join(errors))
