@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import itertools
 import re
 import shlex
 from pathlib import Path
@@ -93,7 +94,7 @@ def check_playbook(words: list[str]) -> list[str]:
             problems.append(f"no playbook {target}")
     elif not (ROOT / target).is_file() and not (ROOT / "playbooks" / Path(target).name).is_file():
         problems.append(f"no playbook {target}")
-    for flag, value in zip(words, words[1:], strict=False):
+    for flag, value in itertools.pairwise(words):
         if flag in ("-e", "--extra-vars") and "=" in value:
             for key in re.findall(r"(?:^|\s)([a-z_][a-z0-9_]*)=", value):
                 if not re.search(rf"\b{key}\b", KNOWN_VARS):

@@ -4,7 +4,6 @@ between the <placeholders>), and every failure the roles and playbooks raise is 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import yaml
 
@@ -49,19 +48,22 @@ def test_every_quoted_message_is_one_pik3s_prints() -> None:
 def _fail_messages() -> list[tuple[str, str]]:
     """(file, message source) of every fail/assert task of the roles and playbooks."""
     found = []
+
+    def walk(where: str, node: object) -> None:
+        if isinstance(node, dict):
+            check = node.get("ansible.builtin.assert")
+            if isinstance(check, dict) and "fail_msg" in check:
+                found.append((where, str(check["fail_msg"])))
+            if isinstance(node.get("ansible.builtin.fail"), dict):
+                found.append((where, str(node["ansible.builtin.fail"].get("msg", ""))))
+            for value in node.values():
+                walk(where, value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(where, value)
+
     for path in [*ROOT.glob("roles/*/tasks/*.yml"), *ROOT.glob("playbooks/*.yml")]:
-        def walk(node: object) -> None:
-            if isinstance(node, dict):
-                if isinstance(node.get("ansible.builtin.assert"), dict) and "fail_msg" in node["ansible.builtin.assert"]:
-                    found.append((path.name, str(node["ansible.builtin.assert"]["fail_msg"])))
-                if isinstance(node.get("ansible.builtin.fail"), dict):
-                    found.append((path.name, str(node["ansible.builtin.fail"].get("msg", ""))))
-                for value in node.values():
-                    walk(value)
-            elif isinstance(node, list):
-                for value in node:
-                    walk(value)
-        walk(yaml.safe_load(path.read_text()))
+        walk(str(path.relative_to(ROOT)), yaml.safe_load(path.read_text()))
     return found
 
 
