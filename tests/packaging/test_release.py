@@ -3,6 +3,7 @@ tarball, CHANGELOG.rst, versions agreeing, twine check), and the wheel alone in 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -85,3 +86,35 @@ def test_the_wheel_alone_runs_from_anywhere(tmp_path: Path) -> None:
     assert valid.returncode == 0, valid.stdout + valid.stderr
     lab = subprocess.run(["pik3s", "lab", "status"], cwd=work, env=env, capture_output=True, text=True, check=False)
     assert lab.returncode == 2 and "is in the pik3s-lab package" in lab.stderr
+
+
+def test_the_lab_package_installed_is_the_checkout_s_lab(tmp_path: Path) -> None:
+    """pik3s-lab from its wheel (beside pik3s's): the verbs are back, and it ships every file the lab
+    uses: the image recipe (the same recipe hash, so the same images), the simulator's modules (the
+    same published bytes), the inventory script (executable)."""
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "--disable-pip-version-check", "-w", str(dist), str(ROOT / "lab")], check=True, capture_output=True)
+    (lab_wheel,) = dist.glob("pik3s_lab-*.whl")
+    bindir = fresh_venv(build_wheel(dist), tmp_path / "venv")
+    site = next((tmp_path / "venv/lib").glob("python3*/site-packages"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(site),
+                    str(lab_wheel)], check=True, capture_output=True)
+    env = outside_env(bindir, tmp_path / "home")
+    code = ("import hashlib, os, pik3s_lab\nfrom pik3s_lab import cli, image, mirror\n"
+            "print(os.path.dirname(pik3s_lab.__file__))\n"
+            "print(' '.join(image.recipe_hash(a) for a in image.ARCHES))\n"
+            "print(hashlib.sha256(mirror.simulator_asset('v1.31.4+k3s1', 'arm64')).hexdigest())\n"
+            "print(os.access(cli.INVENTORY / 'hosts', os.X_OK), (cli.INVENTORY / 'group_vars/all.yml').is_file())")
+    res = subprocess.run([str(bindir / "python"), "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True)
+    where, hashes, asset, inventory = res.stdout.splitlines()
+    from pik3s_lab import image, mirror
+
+    assert Path(where) == site / "pik3s_lab"  # the installed one, not this checkout's
+    assert hashes == " ".join(image.recipe_hash(a) for a in image.ARCHES)
+    assert asset == hashlib.sha256(mirror.simulator_asset("v1.31.4+k3s1", "arm64")).hexdigest()
+    assert inventory == "True True"
+    status = subprocess.run(["pik3s", "lab", "status", "--name", "nosuchlab", "-o", "json"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, check=False)
+    assert (status.returncode, status.stdout.strip()) == (3, '{"name": "nosuchlab", "up": false}')
