@@ -31,7 +31,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SPECS = {"default": ROOT / "molecule/default/lab.yml", "seed": ROOT / "src/pik3s/lab/data/seed-lab.yml"}
+SPECS = {"default": ROOT / "molecule/default/lab.yml", "seed": ROOT / "lab/src/pik3s_lab/data/seed-lab.yml"}
 
 
 def env_for(checkout: Path, state: Path, report: Path | None = None, mitogen: str = "") -> dict[str, str]:

@@ -70,7 +70,7 @@ def test_package_facts_finds_the_package_manager(results: Results) -> None:
 
 
 def test_the_image_has_every_package_pi_os_lite_has_that_the_lab_keeps(results: Results) -> None:
-    reference = Path(__file__).parents[2] / "src/pik3s/lab/data/raspios-lite-bookworm.txt"
+    reference = Path(__file__).parents[2] / "lab/src/pik3s_lab/data/raspios-lite-bookworm.txt"
     kept = {ln.split()[0] for ln in reference.read_text().splitlines() if ln.strip() and not ln.startswith("#")
             and ln.split()[1] == "yes"}
     for name, res in ok(results, "Package facts").items():
