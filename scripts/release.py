@@ -7,7 +7,7 @@ import email.parser
 import importlib.util
 import json
 import os
-import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -37,10 +37,11 @@ def run(*argv: str | Path, cwd: Path | None = None) -> str:
 
 
 def galaxy_version(tree: Path) -> str:
-    match = re.search(r"^version:\s*['\"]?([^'\"\s#]+)", (tree / "galaxy.yml").read_text(), re.M)
-    if not match:
-        raise ReleaseError(f"{tree / 'galaxy.yml'} has no version")
-    return match.group(1)
+    """galaxy.yml's version, read by the tag's own pik3s/_version.py (what its packages will say)."""
+    try:
+        return str(runpy.run_path(str(tree / "src/pik3s/_version.py"))["read_version"](tree / "galaxy.yml"))
+    except (OSError, ValueError) as exc:
+        raise ReleaseError(f"cannot read the version of {tree / 'galaxy.yml'}: {exc}") from None
 
 
 def checkout(repo: Path, tag: str, dest: Path) -> None:
@@ -115,8 +116,8 @@ def release(repo: Path, tag: str, out: Path) -> dict[str, object]:
                 problems.append(f"{art.name}: carries pik3s.cluster {bundled or 'not at all'}")
         elif art.name.startswith("pik3s-cluster-"):
             problems += collection_problems(art, version)
-        elif sdist_version(art) != version:
-            problems.append(f"{art.name}: version {sdist_version(art)}")
+        elif (got := sdist_version(art)) != version:
+            problems.append(f"{art.name}: version {got}")
     if f"v{version}" not in (out / "CHANGELOG.rst").read_text():
         problems.append(f"CHANGELOG.rst has no section for v{version}")
     if problems:

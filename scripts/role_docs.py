@@ -54,9 +54,14 @@ def table(spec: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def role_section(root: Path, role: str) -> str:
+def main_spec(root: Path, role: str) -> dict[str, Any]:
+    """A role's entry point ``main`` in its meta/argument_specs.yml."""
     specs = yaml.safe_load((root / "roles" / role / "meta/argument_specs.yml").read_text())["argument_specs"]
-    return f"{BEGIN}\n{table(specs['main'])}\n{END}"
+    return dict(specs["main"])
+
+
+def role_section(root: Path, role: str) -> str:
+    return f"{BEGIN}\n{table(main_spec(root, role))}\n{END}"
 
 
 def readme_with_table(text: str, section: str, where: str) -> str:
@@ -73,9 +78,8 @@ def variables_page(root: Path) -> str:
              "README differs from the specs. The cluster-wide `k3s_*` settings are the internal `_common` role's,",
              "shared by `k3s_server` and `k3s_agent`.", ""]
     for role in ROLES:
-        spec = yaml.safe_load((root / "roles" / role / "meta/argument_specs.yml").read_text())["argument_specs"]
-        parts += [f"## pik3s.cluster.{role}", "", _cell(spec["main"].get("short_description", "")), "",
-                  table(spec["main"]), ""]
+        spec = main_spec(root, role)
+        parts += [f"## pik3s.cluster.{role}", "", _cell(spec.get("short_description", "")), "", table(spec), ""]
     return "\n".join(parts)
 
 

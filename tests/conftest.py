@@ -34,15 +34,16 @@ def build_wheel(dest: Path) -> Path:
     return wheel
 
 
-def fresh_venv(wheel: Path, dest: Path) -> Path:
-    """A new venv with ``wheel`` installed as a user installs it, offline: pik3s's dependencies are
+def fresh_venv(dest: Path, *wheels: Path) -> Path:
+    """A new venv with ``wheels`` installed as a user installs them, offline: pik3s's dependencies are
     those of this test venv (appended to the new one's path by a .pth file, after its own
     site-packages); neither this checkout nor the lab package is in it. Returns its bin directory."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest)], check=True)
     site = next((dest / "lib").glob("python3*/site-packages"))
     ours = next(p for p in map(Path, sys.path) if p.name == "site-packages" and (p / "ansible").is_dir())
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                    "--disable-pip-version-check", "--target", str(site), str(wheel)], check=True, capture_output=True)
+                    "--disable-pip-version-check", "--target", str(site), *map(str, wheels)], check=True,
+                   capture_output=True)
     (site / "zz-test-dependencies.pth").write_text(f"{ours}\n")
     bindir = dest / "bin"
     (bindir / "pik3s").write_text(f"#!{bindir / 'python'}\nimport sys\nfrom pik3s.cli import main\nsys.exit(main())\n")

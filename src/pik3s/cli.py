@@ -34,8 +34,6 @@ def progress(msg: str) -> None:
     print(f"pik3s: {msg}", file=sys.stderr, flush=True)
 
 
-_progress = progress
-
 # The lab's verbs: test equipment in the pik3s-lab package (pik3s_lab.cli), which only they load.
 LAB_VERBS = ("lab", "demo")
 LAB_HELP = "local Raspberry-Pi-shaped test hosts (containers) with a K3s simulator (the pik3s-lab package)"
@@ -195,7 +193,7 @@ def _run_with_view(args: argparse.Namespace, operation: str, extravars: dict[str
             if view is not None:
                 view.feed(ev)
     except KeyboardInterrupt:
-        _progress("cancelling (ansible-playbook is being stopped)")
+        progress("cancelling (ansible-playbook is being stopped)")
         started.cancel()
         for _ in started.events():
             pass

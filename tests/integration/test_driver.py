@@ -108,7 +108,7 @@ def test_the_wheel_alone_validates_and_checks_the_lab_from_elsewhere(lab: lablib
     """`pip install pik3s-*.whl` into a fresh venv, run outside the checkout with no pik3s or Ansible
     variable and no ansible.cfg: the collection the wheel carries validates the lab's inventory and
     checks the converged cluster (nothing to change), as an operator's own inventory directory would."""
-    bindir = fresh_venv(build_wheel(tmp_path / "dist"), tmp_path / "venv")
+    bindir = fresh_venv(tmp_path / "venv", build_wheel(tmp_path / "dist"))
     inventory = tmp_path / "ops" / "inventory"
     (inventory / "group_vars").mkdir(parents=True)
     shutil.copy(Path(lab.state_dir) / "inventory.yml", inventory / "hosts.yml")  # what `lab up` wrote

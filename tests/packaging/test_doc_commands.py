@@ -102,6 +102,24 @@ def check_playbook(words: list[str]) -> list[str]:
     return problems
 
 
+def _expand(name: str) -> list[str]:
+    """tox's factor braces: unit-ansible{217,218} -> unit-ansible217, unit-ansible218."""
+    match = re.search(r"\{([^{}]*)\}", name)
+    if not match:
+        return [name]
+    return [n for alt in match.group(1).split(",")
+            for n in _expand(name[:match.start()] + alt.strip() + name[match.end():])]
+
+
+def tox_envs() -> set[str]:
+    """The environments tox.ini defines: env_list and the testenv sections, braces expanded."""
+    ini = configparser.ConfigParser()
+    ini.read(ROOT / "tox.ini")
+    listed = re.split(r",\s*(?![^{]*\})", " ".join(ini["tox"]["env_list"].split()))
+    sections = [s.removeprefix("testenv:") for s in ini.sections() if s.startswith("testenv:")]
+    return {n for item in [*listed, *sections] if item for n in _expand(item.strip())}
+
+
 def check(line: str) -> list[str]:
     words = _words(line)
     tool, args = words[0], words[1:]
@@ -112,13 +130,9 @@ def check(line: str) -> list[str]:
     if tool.endswith("scripts/test") and not (ROOT / "scripts/test").is_file():
         return [f"no executable {tool}"]
     if tool in ("tox", "scripts/test", "./scripts/test"):  # scripts/test hands its arguments to tox
-        envs = configparser.ConfigParser()
-        envs.read(ROOT / "tox.ini")
-        listed = envs["tox"]["env_list"]
+        envs = tox_envs()
         named = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-e"]
-        return [f"no tox env {e}" for n in named for e in n.split(",")
-                if not re.search(rf"(^|[ ,]){re.escape(e).replace('2', '[0-9{{,}}]*2')}", listed)
-                and f"testenv:{e}" not in envs]
+        return [f"no tox env {e}" for n in named for e in n.split(",") if e not in envs]
     script = ROOT / tool.removeprefix("./")
     return [] if script.is_file() and script.stat().st_mode & 0o111 else [f"no executable {tool}"]
 

@@ -73,7 +73,7 @@ def test_a_tag_that_is_not_the_version_is_refused(repo: Path, tmp_path: Path) ->
 def test_the_wheel_alone_runs_from_anywhere(tmp_path: Path) -> None:
     """`pip install pik3s-*.whl` into a fresh venv: pik3s finds the collection its wheel carries, with no
     checkout and no environment variable, and validates an inventory; the lab's verbs say where they are."""
-    bindir = fresh_venv(build_wheel(tmp_path / "dist"), tmp_path / "venv")
+    bindir = fresh_venv(tmp_path / "venv", build_wheel(tmp_path / "dist"))
     work = tmp_path / "elsewhere"
     shutil.copytree(ROOT / "inventories/sample", work / "inventory")
     env = outside_env(bindir, tmp_path / "home")
@@ -96,10 +96,8 @@ def test_the_lab_package_installed_is_the_checkout_s_lab(tmp_path: Path) -> None
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "--disable-pip-version-check", "-w", str(dist), str(ROOT / "lab")], check=True, capture_output=True)
     (lab_wheel,) = dist.glob("pik3s_lab-*.whl")
-    bindir = fresh_venv(build_wheel(dist), tmp_path / "venv")
+    bindir = fresh_venv(tmp_path / "venv", build_wheel(dist), lab_wheel)
     site = next((tmp_path / "venv/lib").glob("python3*/site-packages"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(site),
-                    str(lab_wheel)], check=True, capture_output=True)
     env = outside_env(bindir, tmp_path / "home")
     code = ("import hashlib, os, pik3s_lab\nfrom pik3s_lab import cli, image, mirror\n"
             "print(os.path.dirname(pik3s_lab.__file__))\n"

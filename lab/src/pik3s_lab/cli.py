@@ -18,9 +18,8 @@ from typing import Any
 
 from pik3s import cli as product
 from pik3s import inventory as inventory_mod
+from pik3s.cli import progress
 from pik3s_lab import image, lab, spec
-
-_progress = product.progress
 
 # The lab's dynamic inventory (hosts script + group_vars): in a checkout, inventories/lab links here.
 INVENTORY = Path(str(resources.files("pik3s_lab") / "inventory"))
@@ -46,17 +45,17 @@ def cmd_lab_image(args: argparse.Namespace) -> int:
 def cmd_lab_up(args: argparse.Namespace) -> int:
     lab_spec = spec.load_spec(args.spec)
     started = time.monotonic()
-    record = lab.up(lab_spec, args.state_dir, progress=_progress)
-    _progress(f"lab {record.name} up in {time.monotonic() - started:.1f}s")
+    record = lab.up(lab_spec, args.state_dir, progress=progress)
+    progress(f"lab {record.name} up in {time.monotonic() - started:.1f}s")
     _print_status(record.name, args.state_dir, "table")
     print(f"\ninventory: {record.inventory}")
     return 0
 
 
 def cmd_lab_down(args: argparse.Namespace) -> int:
-    removed = lab.down(_lab_name(args), args.state_dir, progress=_progress)
+    removed = lab.down(_lab_name(args), args.state_dir, progress=progress)
     if not removed:
-        _progress("nothing to remove")
+        progress("nothing to remove")
     return 0
 
 
@@ -101,18 +100,18 @@ def cmd_lab_inventory(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.demo_command == "down":
-        removed = lab.down(spec.load_spec(None).name, args.state_dir, progress=_progress)
-        _progress("seed lab removed" if removed else "no seed lab to remove")
+        removed = lab.down(spec.load_spec(None).name, args.state_dir, progress=progress)
+        progress("seed lab removed" if removed else "no seed lab to remove")
         return 0
     lab_spec = spec.load_spec(None)
     started = time.monotonic()
-    _progress(f"bringing up the seed lab '{lab_spec.name}': "
+    progress(f"bringing up the seed lab '{lab_spec.name}': "
               + ", ".join(f"{h.name} ({h.model}, {h.arch})" for h in lab_spec.hosts))
-    record = lab.up(lab_spec, args.state_dir, progress=_progress)
-    _progress(f"lab up after {time.monotonic() - started:.0f}s")
+    record = lab.up(lab_spec, args.state_dir, progress=progress)
+    progress(f"lab up after {time.monotonic() - started:.0f}s")
     simulated = not args.release_url
     if simulated:
-        _progress("K3s comes from the lab mirror, where it is the pik3s K3s SIMULATOR (test equipment: "
+        progress("K3s comes from the lab mirror, where it is the pik3s K3s SIMULATOR (test equipment: "
                   "no containers run); --release-url/--k3s-version point at real K3s releases")
     extravars: dict[str, Any] = {}
     if args.k3s_version:
