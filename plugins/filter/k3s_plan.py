@@ -3,7 +3,7 @@
 """Filters: controller-side decisions from the host state that
 pik3s.cluster.k3s_host_info read (rules in plugin_utils/k3s_plan.py; docs in
 k3s_prepare_plan.yml, k3s_service_plan.yml, k3s_tool_links.yml,
-k3s_selected_phases.yml)."""
+k3s_selected_phases.yml, k3s_agent_batch.yml)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def k3s_tool_links(files, names, bin_dir, binary):
     return _call(k3s_plan.tool_links, files, names, bin_dir, binary)
 
 
+def k3s_agent_batch(agent_count):
+    return _call(k3s_plan.agent_batch, agent_count)
+
+
 def k3s_selected_phases(phases, prefix, run_tags=("all",), skip_tags=()):
     return _call(k3s_plan.selected_phases, phases, prefix, run_tags, skip_tags)
 
@@ -42,4 +46,5 @@ class FilterModule:
             "k3s_service_plan": k3s_service_plan,
             "k3s_tool_links": k3s_tool_links,
             "k3s_selected_phases": k3s_selected_phases,
+            "k3s_agent_batch": k3s_agent_batch,
         }

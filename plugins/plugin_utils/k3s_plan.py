@@ -132,6 +132,10 @@ def prepare_plan(state, settings):
             plan["files"]["swap"].append({"path": s["fstab"], "content": fstab, "label": "fstab"})
     plan["swap"] = swap
     plan["iptables_legacy"] = iptables_needs_legacy(state.get("iptables"), s.get("iptables", "auto"))
+    # Whether any step after the files step has something to do (or to check) whatever the files step
+    # writes: the role includes those steps only then, so a prepared host costs no task for them.
+    plan["act"] = bool(not plan["memory_cgroup_active"] or plan["reboot"] or any(swap.values())
+                       or plan["load_modules"] or plan["sysctls_differ"] or plan["iptables_legacy"])
     return plan
 
 
@@ -171,6 +175,20 @@ def tool_links(files, names, bin_dir, binary, other_dir="/usr/bin"):
             continue
         out.append({"path": ours, "state": "link", "target": binary, "label": name})
     return out
+
+
+# The agents join in at most AGENT_BATCHES batches of at least AGENT_BATCH_MIN (k3s_agent_batch unset):
+# few batches, since each one waits for its slowest node, and small enough that a systematic
+# failure (a wrong endpoint, a firewall) stops the deploy after one batch, not the whole fleet.
+AGENT_BATCHES = 4
+AGENT_BATCH_MIN = 5
+
+
+def agent_batch(agent_count):
+    """The default agent batch (site.yml's serial) for ``agent_count`` agents."""
+    if isinstance(agent_count, bool) or not isinstance(agent_count, int) or agent_count < 0:
+        raise PlanError(f"an agent count is a whole number, not {agent_count!r}")
+    return max(AGENT_BATCH_MIN, -(-agent_count // AGENT_BATCHES))
 
 
 def selected_phases(phases, prefix, run_tags=("all",), skip_tags=()):

@@ -112,7 +112,7 @@ def variables():
 # (a play's batch size, its serial, is read before any role runs, so no role declares it).
 INVENTORY_VARIABLES = {
     "ansible_host": {"type": "str", "elements": None, "default": None, "role": None, "no_log": False},
-    "k3s_agent_batch": {"type": "raw", "elements": None, "default": 5, "role": None, "no_log": False},
+    "k3s_agent_batch": {"type": "raw", "elements": None, "default": None, "role": None, "no_log": False},
     "k3s_upgrade_batch": {"type": "raw", "elements": None, "default": None, "role": None, "no_log": False},
 }
 MASK = "********"

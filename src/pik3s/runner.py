@@ -189,11 +189,12 @@ class _Collector:
 EventCallback = Callable[[Event], None]
 
 
-def _ansible_env() -> dict[str, str]:
+def _ansible_env(hosts: int = 0) -> dict[str, str]:
     """Environment for ansible-playbook: the ansible-core installed with pik3s first on PATH; the
     collection found where pik3s found it; the caller's
     ansible.cfg (ANSIBLE_CONFIG, else ./ansible.cfg as ansible-playbook would read it here), since the
-    run's working directory is the private data directory."""
+    run's working directory is the private data directory; the forks for ``hosts`` hosts on this
+    controller (``default_forks``) unless ANSIBLE_FORKS or the ansible.cfg's ``forks`` says."""
     tools = str(Path(inventory_mod.ansible_tool("ansible-playbook")).parent)
     env = {"PATH": os.pathsep.join([tools, os.environ.get("PATH", os.defpath)]),
            "ANSIBLE_COLLECTIONS_PATH": str(inventory_mod.collections_root()),
@@ -202,7 +203,9 @@ def _ansible_env() -> dict[str, str]:
                                               if Path("ansible.cfg").is_file() else "")
     if cfg:
         env["ANSIBLE_CONFIG"] = cfg
-    configured = _cfg_ssh_options(cfg)
+    configured = _cfg_options(cfg)
+    if hosts and "ANSIBLE_FORKS" not in os.environ and "forks" not in configured:
+        env["ANSIBLE_FORKS"] = str(default_forks(hosts, os.cpu_count() or 1))
     if "ANSIBLE_SSH_RETRIES" not in os.environ and "retries" not in configured:
         env["ANSIBLE_SSH_RETRIES"] = str(SSH_RETRIES)
     if "ANSIBLE_SSH_ARGS" not in os.environ and "ssh_args" not in configured:
@@ -219,8 +222,24 @@ SSH_RETRIES = 3
 SSH_ARGS = "-C -o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=10 -o ServerAliveCountMax=3"
 
 
-def _cfg_ssh_options(cfg: str) -> set[str]:
-    """The SSH connection options the ansible.cfg the run uses sets (read once per run)."""
+# Ansible's worker processes per controller core. A worker is CPU-bound on the controller for the
+# controller-side tasks and waits on its host for the others; 2.5 per core keeps the cores busy
+# without idle workers' memory. On 2 cores that is Ansible's own 5, which scripts/bench-scale found as
+# fast as 10 or 20 for 50 hosts there (the controller's CPU is the limit, not the workers).
+FORKS_PER_CORE = 2.5
+FORKS_MIN, FORKS_MAX = 5, 50
+
+
+def default_forks(hosts: int, cores: int) -> int:
+    """The forks pik3s gives ansible-playbook for ``hosts`` hosts on a controller of ``cores`` cores:
+    FORKS_PER_CORE per core, at least FORKS_MIN, at most FORKS_MAX, never more than the hosts."""
+    per_cores = max(FORKS_MIN, min(FORKS_MAX, int(cores * FORKS_PER_CORE)))
+    return max(1, min(hosts, per_cores))
+
+
+def _cfg_options(cfg: str) -> set[str]:
+    """The options the ansible.cfg the run uses sets for SSH connections and, from [defaults], forks
+    (read once per run)."""
     if not cfg:
         return set()
     parser = configparser.ConfigParser(interpolation=None, strict=False)
@@ -228,8 +247,11 @@ def _cfg_ssh_options(cfg: str) -> set[str]:
         parser.read(cfg)
     except configparser.Error:
         return set()
-    return {option for section in ("ssh_connection", "connection") if parser.has_section(section)
-            for option in parser.options(section)}
+    options = {option for section in ("ssh_connection", "connection") if parser.has_section(section)
+               for option in parser.options(section)}
+    if parser.has_option("defaults", "forks"):
+        options.add("forks")
+    return options
 
 
 RUNNER_SETTINGS = {"suppress_output_file": True, "suppress_ansible_output": True}
@@ -237,7 +259,7 @@ RUNNER_SETTINGS = {"suppress_output_file": True, "suppress_ansible_output": True
 
 def runner_kwargs(*, playbook: Path, inventory: Path, private_dir: Path, extravars_file: Path | None,
                   limit: str | None, verbosity: int, check: bool, timeout: int | None,
-                  vault_args: list[str] | None = None) -> dict[str, Any]:
+                  vault_args: list[str] | None = None, hosts: int = 0) -> dict[str, Any]:
     """ansible-runner's arguments for one run (everything but the callbacks)."""
     cmdline = (["--check"] if check else []) + [shlex.quote(a) for a in vault_args or []]
     return {
@@ -248,7 +270,7 @@ def runner_kwargs(*, playbook: Path, inventory: Path, private_dir: Path, extrava
         "limit": limit or None,
         "verbosity": verbosity or None,
         "cmdline": " ".join(cmdline) or None,
-        "envvars": _ansible_env(),
+        "envvars": _ansible_env(hosts),
         "quiet": True,
         "suppress_env_files": True,
         "suppress_output_file": True,
@@ -306,7 +328,7 @@ class Run:
         kwargs = runner_kwargs(playbook=playbook_path(self.operation.playbook), inventory=self.inventory,
                                private_dir=self.private_dir, extravars_file=extravars_file, limit=self.limit,
                                verbosity=self.verbosity, check=self.operation.check, timeout=self.timeout,
-                               vault_args=self.vault_args)
+                               vault_args=self.vault_args, hosts=len(self.hosts))
         try:
             runner = ansible_runner.interface.init_runner(
                 **kwargs, event_handler=self._on_event, cancel_callback=self._cancel.is_set)

@@ -633,3 +633,56 @@ def test_ssh_retries_and_keepalives_unless_set(tmp_path: Path, monkeypatch: pyte
     cfg.write_text("[defaults]\n")
     monkeypatch.setenv("ANSIBLE_SSH_RETRIES", "5")
     assert "ANSIBLE_SSH_RETRIES" not in runner._ansible_env()  # the caller's, inherited as it is
+
+
+@pytest.mark.parametrize(("hosts", "cores", "forks"), [
+    (50, 2, 5),     # Ansible's own 5 on the 2-core machine bench-scale measured
+    (50, 1, 5),     # never fewer than 5
+    (50, 4, 10), (50, 8, 20),
+    (3, 8, 3),      # never more workers than hosts
+    (500, 64, 50),  # at most 50
+    (0, 2, 1),
+])
+def test_forks_from_the_host_count_and_the_cores(hosts: int, cores: int, forks: int) -> None:
+    assert runner.default_forks(hosts, cores) == forks
+
+
+FORKS_PLAYBOOK = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Report the forks
+      ansible.builtin.set_stats:
+        data: {forks: "{{ ansible_forks }}"}
+      run_once: true
+"""
+
+
+@pytest.mark.parametrize(("cores", "env", "cfg", "forks"), [
+    (4, None, None, 10),     # 2.5 per core, 12 hosts
+    (2, None, None, 5),
+    (8, None, None, 12),     # no more than the hosts
+    (8, "3", None, 3),       # ANSIBLE_FORKS wins
+    (8, None, "7", 7),       # so does the ansible.cfg in use
+])
+def test_the_forks_reach_ansible_playbook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cores: int,
+                                          env: str | None, cfg: str | None, forks: int) -> None:
+    play = tmp_path / "play.yml"
+    play.write_text(FORKS_PLAYBOOK)
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("k3s_cluster:\n  children:\n    server:\n      hosts: {s: {ansible_connection: local}}\n"
+                   "    agent:\n      hosts: {" + ", ".join(f"a{i}: {{ansible_connection: local}}" for i in range(11))
+                   + "}\n  vars: {ansible_python_interpreter: '{{ ansible_playbook_python }}'}\n")
+    monkeypatch.setitem(runner.OPERATIONS, "deploy", runner.Operation("deploy", str(play), "test"))
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.delenv("ANSIBLE_FORKS", raising=False)
+    if env:
+        monkeypatch.setenv("ANSIBLE_FORKS", env)
+    ansible_cfg = tmp_path / "ansible.cfg"
+    ansible_cfg.write_text(f"[defaults]\nforks = {cfg}\n" if cfg else "[defaults]\n")
+    monkeypatch.setenv("ANSIBLE_CONFIG", str(ansible_cfg))
+    run = api.start("deploy", inv)
+    assert isinstance(run, runner.Run)
+    result = run.wait(120)
+    assert result.status == "successful", result.to_dict()
+    assert result.data == {"forks": forks}

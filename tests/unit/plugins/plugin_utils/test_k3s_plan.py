@@ -54,6 +54,7 @@ def test_a_fresh_pi_gets_everything() -> None:
     assert plan["sysctls_differ"] == ["net.ipv4.ip_forward"]
     assert plan["swap"] == {"stop": True, "disable": True, "uninstall": True, "swapoff": True}
     assert plan["iptables_legacy"] is False
+    assert plan["act"] is True
     assert set(files_of(plan)) == {"/boot/firmware/cmdline.txt", "/etc/modules-load.d/k3s.conf",
                                    "/etc/sysctl.d/90-k3s.conf"}
 
@@ -73,6 +74,15 @@ def test_a_prepared_pi_needs_nothing_but_its_files_compared() -> None:
     assert plan["files"]["cgroup"] == [] and plan["files"]["swap"] == []
     assert plan["reboot"] is False and plan["load_modules"] == [] and plan["sysctls_differ"] == []
     assert plan["swap"] == {"stop": False, "disable": False, "uninstall": False, "swapoff": False}
+    # nothing for the steps after the files step: the role does not even include them
+    assert plan["act"] is False
+    # each of them alone makes the steps run
+    for changed in ({"memory_cgroup": {"active": False}}, {"swap": {"active": ["/swapfile"]}},
+                    {"sysctls": {"net.ipv4.ip_forward": "0", "net.bridge.bridge-nf-call-iptables": "1"}},
+                    {"kernel_modules": {"loaded": [], "builtin": [], "sys": [], "filesystems": ["overlay"],
+                                        "bridge_netfilter": False}},
+                    {"iptables": {"version": "1.8.3", "mode": "nf_tables"}}):
+        assert p.prepare_plan({**prepared, **changed}, SETTINGS)["act"] is True, changed
 
 
 @pytest.mark.parametrize(("line", "active", "content", "reboot"), [
@@ -223,3 +233,16 @@ def test_selected_phases(run: list[str], skip: list[str], selected: list[str]) -
 def test_a_missing_state_is_named() -> None:
     with pytest.raises(p.PlanError, match="k3s_host_info is missing"):
         p.prepare_plan(None, SETTINGS)
+
+
+@pytest.mark.parametrize(("agents", "batch"), [
+    (0, 5), (1, 5), (4, 5), (20, 5), (21, 6), (24, 6), (49, 13), (100, 25), (1000, 250)])
+def test_agent_batch_makes_at_most_four_batches_of_at_least_five(agents: int, batch: int) -> None:
+    assert p.agent_batch(agents) == batch
+    assert -(-agents // batch) <= 4
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "10", True, None])
+def test_agent_batch_refuses_what_is_not_a_count(bad: Any) -> None:
+    with pytest.raises(p.PlanError, match="an agent count is a whole number"):
+        p.agent_batch(bad)
