@@ -71,12 +71,23 @@ def test_a_good_inventory_passes(tmp_path: Path) -> None:
     assert _offline(inventory) == (0, [])
 
 
+def test_agents_alone_join_a_running_cluster_given_its_address_and_token(tmp_path: Path) -> None:
+    """An inventory of agents only (an AWX job slice of agents, agents added from another controller)."""
+    inventory = _inventory(tmp_path, [], ["a1", "a2"], {}, {"k3s_api_endpoint": "192.168.1.10"})
+    rc, out = _preflight(inventory)
+    assert rc == 0, out
+    assert _offline(inventory) == (0, [])
+
+
 AIRGAP_MISSING = "/nonexistent/pik3s-airgap"
 
 CASES = [
     # (servers, agents, hostvars, cluster vars, message): the classes of mistakes, several cases each.
     # The groups.
     ([], ["a1"], {}, {}, "no hosts in the 'server' group: put at least one server there"),
+    # agents alone need both the running cluster's address and its token
+    ([], ["a1"], {}, {"k3s_api_endpoint": "192.168.1.10", "k3s_token": ""}, "to join agents to a running "
+     "cluster whose servers are not in this inventory, set k3s_api_endpoint and k3s_token"),
     (["s1", "s2"], ["a1"], {}, {},
      "2 servers (s1, s2): embedded etcd needs an odd number (1, 3, 5, ...) to keep quorum"),
     # Types, checked on every host's own values, from the argument specs.
