@@ -50,11 +50,11 @@ def one(hosts: int, memory: str, settle: float, emulated: int = 0) -> dict[str, 
         record = lablib.up(lab_spec, state)
         up_s = time.perf_counter() - start
         time.sleep(settle)
-        per_host = {h.name: (h.arch, _memory_mb(h.container)) for h in record.hosts}
+        per_host = [(h.arch, _memory_mb(h.container)) for h in record.hosts]
     finally:
         lablib.down(name, state)
-    native = [mb for arch, mb in per_host.values() if arch == "amd64"]
-    emu = [mb for arch, mb in per_host.values() if arch != "amd64"]
+    native = [mb for arch, mb in per_host if arch == "amd64"]
+    emu = [mb for arch, mb in per_host if arch != "amd64"]
     result: dict[str, object] = {
         "hosts": hosts, "emulated": emulated, "memory_limit": memory, "up_s": round(up_s, 1),
         "idle_mb_median": round(statistics.median(native), 1), "idle_mb_max": round(max(native), 1),

@@ -407,14 +407,6 @@ def _per_host(by_message, cluster):
             for message, where in by_message.items()]
 
 
-def joins_running_cluster(hosts, cluster):
-    """Whether the inventory gives the address and token of a running cluster (k3s_api_endpoint and
-    k3s_token, non-empty strings on its first host; both are cluster-wide, so a host that differs is
-    reported apart): its agents can join without a server in the inventory."""
-    first = (hosts.get(cluster[0]) or {}).get("vars") or {} if cluster else {}
-    return all(isinstance(first.get(n), str) and first[n].strip() for n in ("k3s_api_endpoint", "k3s_token"))
-
-
 def _problems(description):
     p = []
     server_group = description.get("server_group") or "server"
@@ -424,12 +416,7 @@ def _problems(description):
     agents = list(description.get("agents") or [])
     hosts = description.get("hosts") or {}
 
-    # Structure: the groups. Agents may join a running cluster whose servers are not in this inventory
-    # (an AWX job slice of agents) when its address and token are given.
-    if not servers and not (agents and joins_running_cluster(hosts, cluster)):
-        p.append(f"no hosts in the '{server_group}' group: put at least one server there (or set k3s_server_group; "
-                 "to join agents to a running cluster whose servers are not in this inventory, set "
-                 "k3s_api_endpoint and k3s_token)")
+    # Structure: the groups (an empty server group is checked below, with the cluster-wide values).
     outside = [h for h in servers + agents if h not in cluster]
     if outside:
         p.append(f"{', '.join(dict.fromkeys(outside))} in '{server_group}'/'{agent_group}' but not in k3s_cluster: "
@@ -477,6 +464,13 @@ def _problems(description):
                      "(or k3s_cluster)")
     first = cluster[0] if cluster else None
     cvars = {name: value(first, name) for name in CLUSTER_WIDE} if first else {}
+    # Agents may join a running cluster whose servers are not in this inventory (an AWX job slice of
+    # agents) when its address and token are given; reported first, as the structure's first problem.
+    if not servers and not (agents and (cvars.get("k3s_api_endpoint") or "").strip()
+                            and (cvars.get("k3s_token") or "").strip()):
+        p.insert(0, f"no hosts in the '{server_group}' group: put at least one server there (or set "
+                    "k3s_server_group; to join agents to a running cluster whose servers are not in this "
+                    "inventory, set k3s_api_endpoint and k3s_token)")
     first_server = next((h for h in servers if h in typed), None)
     svars = {name: value(first_server, name) for name in SERVER_WIDE} if first_server else {}
 
