@@ -14,6 +14,7 @@ from .common import HEARTBEAT_SECONDS, RETRY_SECONDS, SIM_NAME, Fatal, log, p
 from .config import _as_list
 from .host import memory_cgroup_state, primary_ip, sd_notify, version
 from .httpclient import HttpClient, HttpError, _url_host, https_request
+from .registries import load_registries
 from .server import import_images, node_name_from, node_password, node_payload
 from .tokens import ca_hash, configured_token, parse_token
 
@@ -57,6 +58,7 @@ class Agent:
             raise Fatal(f"{why}: enable the memory cgroup on the kernel command line "
                         "(cgroup_memory=1 cgroup_enable=memory)")
         log("info", f"Starting k3s agent {version()} ({SIM_NAME}, not K3s)")
+        load_registries()
         pw = node_password()
         payload = node_payload(self.cfg, self.node_name, self.node_ip, [])
         while not self.stop.is_set():

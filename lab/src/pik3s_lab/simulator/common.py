@@ -34,6 +34,9 @@ API_START_SECONDS = float(os.environ.get("PIK3S_SIM_API_START", "4"))
 # The leader keeps node heartbeats in memory and writes them to the datastore
 # (replicated, saved) at most this often, well within the grace period.
 PERSIST_SECONDS = float(os.environ.get("PIK3S_SIM_PERSIST", str(min(3.0, NODE_GRACE_SECONDS / 3))))
+# How long a server on an external datastore waits for it to answer at start before it gives up (and
+# systemd starts it again).
+EXTERNAL_CONNECT_SECONDS = float(os.environ.get("PIK3S_SIM_DATASTORE_WAIT", "15"))
 # Threads that serve API requests: a fixed pool, started once (see ApiServer).
 WORKERS = 16
 

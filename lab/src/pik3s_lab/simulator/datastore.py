@@ -1,14 +1,17 @@
-"""The replicated datastore and its quorum (what embedded etcd gives K3s)."""
+"""The replicated datastore and its quorum (what embedded etcd gives K3s), and the external one
+(``datastore-endpoint``: an etcd the servers share)."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import ssl
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .etcdclient import DatastoreError, EtcdClient, shown
 from .httpclient import HttpError
 from .objects import ApiStatus
 from .tokens import write_private
@@ -187,3 +190,170 @@ class ServerState:
             if theirs == mine and incoming == self.data:
                 return "ok"
             return STALE_REPLICA
+
+
+# Where the cluster state lives in an external etcd, key by key, as K3s lays
+# it out there: the bootstrap data (CAs, encrypted with the token) under
+# /bootstrap/<hash of the token's password>, each node under
+# /registry/minions/, each node password under /registry/secrets/kube-system/,
+# the rest of the simulator's state under /registry/k3s-sim/ (its objects, the
+# servers, the revision every write compares).
+BOOTSTRAP_PREFIX = "/bootstrap/"
+NODES_PREFIX = "/registry/minions/"
+PASSWORDS_PREFIX = "/registry/secrets/kube-system/"
+PASSWORD_SUFFIX = ".node-password.k3s"
+SIM_PREFIX = "/registry/k3s-sim/"
+REVISION_KEY = SIM_PREFIX + "revision"
+BOOTSTRAP_FIELDS = ("bootstrap", "token_salt", "token_check", "agent_token_check", "generation", "created")
+# A server reads the datastore's revision before each request it serves (so a read through one server
+# sees a write made through another, as reads through K3s's datastore client do); checks closer together
+# than this share one read.
+EXTERNAL_REFRESH_SECONDS = 0.02
+
+
+def bootstrap_key(password: str) -> str:
+    return BOOTSTRAP_PREFIX + hashlib.sha256(password.encode()).hexdigest()[:12]
+
+
+def state_to_keys(data: dict[str, Any], boot_key: str) -> dict[str, str]:
+    """The etcd keys (and JSON values) of a cluster state."""
+    out: dict[str, str] = {}
+    boot: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "nodes":
+            out.update({NODES_PREFIX + n: json.dumps(r, sort_keys=True) for n, r in value.items()})
+        elif key == "node_passwords":
+            out.update({PASSWORDS_PREFIX + n + PASSWORD_SUFFIX: json.dumps(h) for n, h in value.items()})
+        elif key in BOOTSTRAP_FIELDS:
+            boot[key] = value
+        elif key != "revision":
+            out[SIM_PREFIX + key] = json.dumps(value, sort_keys=True)
+    out[boot_key] = json.dumps(boot, sort_keys=True)
+    return out
+
+
+def state_from_keys(kvs: dict[str, str], boot_key: str) -> dict[str, Any]:
+    """The cluster state held in ``kvs`` (its bootstrap data from ``boot_key``)."""
+    data: dict[str, Any] = {"nodes": {}, "node_passwords": {}}
+    for key, raw in kvs.items():
+        if key == REVISION_KEY:
+            data["revision"] = int(raw)
+        elif key.startswith(NODES_PREFIX):
+            data["nodes"][key[len(NODES_PREFIX):]] = json.loads(raw)
+        elif key.startswith(PASSWORDS_PREFIX) and key.endswith(PASSWORD_SUFFIX):
+            data["node_passwords"][key[len(PASSWORDS_PREFIX):-len(PASSWORD_SUFFIX)]] = json.loads(raw)
+        elif key == boot_key:
+            data.update(json.loads(raw))
+        elif key.startswith(SIM_PREFIX):
+            data[key[len(SIM_PREFIX):]] = json.loads(raw)
+    return data
+
+
+class ExternalState(ServerState):
+    """The cluster state in an external datastore (``datastore-endpoint``: etcd here).
+
+    Every server reads and writes the datastore itself; a write is one etcd
+    transaction that applies only if nobody wrote since this server read (the
+    revision key compared), else it is done again on the newer state. There is
+    no quorum among servers: the API answers while the datastore does. The
+    servers still ping each other to pick the one that runs the cluster-wide
+    controllers and gathers heartbeats (Kubernetes does it with a Lease).
+    """
+
+    def __init__(self, server: Server, client: EtcdClient):
+        super().__init__(server)
+        self.client = client
+        self.boot_key = ""
+        self._seen = -1  # mod_revision of the revision key last read (0: the datastore is empty)
+        self._checked = 0.0
+        self._error = ""
+
+    # persistence: the datastore itself ----------------------------------------
+    def load(self) -> None:
+        self.refresh(force=True)
+
+    def save(self) -> None:
+        pass  # every write went to the datastore in its transaction
+
+    def bootstrap_keys(self) -> list[str]:
+        return sorted(self.client.range(BOOTSTRAP_PREFIX, BOOTSTRAP_PREFIX[:-1] + "0"))
+
+    def refresh(self, force: bool = False) -> None:
+        """Read the state again if the datastore has a newer one (raises DatastoreError)."""
+        now = time.monotonic()
+        if not force and now - self._checked < EXTERNAL_REFRESH_SECONDS:
+            if self._error:
+                raise DatastoreError(self._error)
+            return
+        try:
+            current = self.client.get(REVISION_KEY)
+            mod = current[1] if current else 0
+            if mod != self._seen:
+                kvs = self.client.range("/", "0")  # /bootstrap/ and /registry/
+                with self.lock:
+                    self.data = state_from_keys(kvs, self.boot_key) if mod else {}
+                    self._seen = mod
+        except DatastoreError as exc:
+            self._checked, self._error = now, str(exc)
+            raise
+        self._checked, self._error = now, ""
+
+    def empty(self) -> bool:
+        return self._seen == 0
+
+    # availability: the datastore's -------------------------------------------
+    def quorum(self) -> int:
+        return 1
+
+    def has_quorum(self) -> bool:
+        try:
+            self.refresh()
+        except DatastoreError:
+            return False
+        return True
+
+    def require_quorum(self) -> None:
+        try:
+            self.refresh()
+        except DatastoreError as exc:
+            raise ServiceUnavailable(f"datastore {shown(self.client.endpoint)}: {exc}") from exc
+
+    # writes: one transaction each, from any server ------------------------------
+    def write(self, op: dict[str, Any]) -> None:
+        self.commit(op)
+
+    def commit(self, op: dict[str, Any]) -> None:
+        with self.lock:
+            for _attempt in range(20):
+                try:
+                    self.refresh(force=True)
+                except DatastoreError as exc:
+                    raise ServiceUnavailable(f"datastore {shown(self.client.endpoint)}: {exc}") from exc
+                new = copy.deepcopy(self.data)
+                self.server.apply_op(new, op)
+                if self.create(new):
+                    self.server.count("writes")
+                    return
+            raise ServiceUnavailable("etcdserver: too many concurrent writes to the datastore; try again")
+
+    def create(self, new: dict[str, Any]) -> bool:
+        """Write ``new`` (the state after one operation, or a new cluster's) over the state last read: False
+        when another server wrote in between."""
+        with self.lock:
+            new["revision"] = self.data.get("revision", 0) + 1
+            old = state_to_keys(self.data, self.boot_key) if self.data else {}
+            keys = state_to_keys(new, self.boot_key)
+            puts = {k: v for k, v in keys.items() if old.get(k) != v}
+            puts[REVISION_KEY] = str(new["revision"])
+            try:
+                written = self.client.txn(REVISION_KEY, max(self._seen, 0), puts, [k for k in old if k not in keys])
+            except DatastoreError as exc:
+                self._checked, self._error = time.monotonic(), str(exc)
+                raise ServiceUnavailable(f"datastore {shown(self.client.endpoint)}: {exc}") from exc
+            if not written:
+                return False
+            self.data, self._seen = new, written
+            return True
+
+    def receive(self, incoming: dict[str, Any]) -> str:
+        return "ok"  # nothing is replicated between servers: each reads the datastore

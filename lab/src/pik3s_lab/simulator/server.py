@@ -19,6 +19,7 @@ from typing import Any
 from .apiserver import ApiHandler, ApiServer
 from .common import (
     API_START_SECONDS,
+    EXTERNAL_CONNECT_SECONDS,
     HEARTBEAT_SECONDS,
     NODE_PASSWORD_MSG,
     PERSIST_SECONDS,
@@ -30,11 +31,13 @@ from .common import (
 )
 from .config import CRITICAL_DEFAULTS, CRITICAL_KEYS, _as_list
 from .controllers import DEPLOY_SECONDS, DeployController, HelmController, KubeVip
-from .datastore import ServerState, ServiceUnavailable
+from .datastore import ExternalState, ServerState, ServiceUnavailable, bootstrap_key
+from .etcdclient import DatastoreError, EtcdClient, endpoint_kind, shown
 from .host import k8s_arch, memory_cgroup_state, os_image, primary_ip, sd_notify, version
 from .httpclient import HttpClient, HttpError, _url_host, _url_host_fmt, https_request
 from .nodes import parse_label, parse_taint
 from .objects import ApiStatus, Objects, apply_lease_op, apply_object_op
+from .registries import load_registries
 from .tokens import (
     ca_hash,
     configured_token,
@@ -61,10 +64,12 @@ class Server:
         ips = _as_list(cfg.get("node-ip"))
         self.node_ip = cfg.get("advertise-address") or (ips[0] if ips else primary_ip(_url_host(cfg.get("server"))))
         self.url = f"https://{_url_host_fmt(self.node_ip)}:{self.port}"
-        self.state = ServerState(self)
-        # Once etcd data exists, it decides: cluster-init and server are ignored.
-        self.etcd = bool(cfg.get("cluster-init") or cfg.get("server")
-                         or (self.server_dir / "db" / "etcd").is_dir())
+        # An external datastore (datastore-endpoint), shared by every server; else embedded: once etcd data
+        # exists, it decides (cluster-init and server are ignored), else SQLite.
+        self.external = str(cfg.get("datastore-endpoint") or "")
+        self.state: ServerState = ServerState(self)
+        self.etcd = not self.external and bool(cfg.get("cluster-init") or cfg.get("server")
+                                               or (self.server_dir / "db" / "etcd").is_dir())
         self.stop = threading.Event()
         self.password = ""
         self.server_ca = b""
@@ -109,23 +114,15 @@ class Server:
         if not ok:
             raise Fatal(f"{why}: enable the memory cgroup on the kernel command line "
                         "(cgroup_memory=1 cgroup_enable=memory)")
-        if self.cfg.get("datastore-endpoint"):
-            raise Fatal("external datastores (datastore-endpoint) are not simulated by the pik3s K3s simulator")
         log("info", f"Starting k3s {version()} ({SIM_NAME}, not K3s)")
-        self._migrate_sqlite_if_asked()
-        existing = self.db_file.exists()
-        if self.cfg.get("cluster-reset"):
-            self.cluster_reset()
-            return
+        load_registries()
         token = configured_token(self.cfg)
-        if existing:
-            self._resume(token)
-        elif self.cfg.get("server"):
-            self._join(token)
-        elif not self.etcd and (self.server_dir / "db" / "reset-flag").exists():
-            raise Fatal(f"etcd database not found in {self.server_dir}")
+        if self.external:
+            self._start_external(token)
         else:
-            self._bootstrap(token)
+            self._start_embedded(token)
+            if self.cfg.get("cluster-reset"):
+                return
         self._write_files()
         self._serve()
         # Where local tools (etcd-snapshot) reach this running server.
@@ -138,6 +135,98 @@ class Server:
         import_images(self.data_dir)
         self._heartbeat_loop()
 
+    def _start_embedded(self, token: str | None) -> None:
+        self._migrate_sqlite_if_asked()
+        existing = self.db_file.exists()
+        if self.cfg.get("cluster-reset"):
+            self.cluster_reset()
+            return
+        if existing:
+            self._resume(token)
+        elif self.cfg.get("server"):
+            self._join(token)
+        elif not self.etcd and (self.server_dir / "db" / "reset-flag").exists():
+            raise Fatal(f"etcd database not found in {self.server_dir}")
+        else:
+            self._bootstrap(token)
+
+    def _start_external(self, token: str | None) -> None:
+        """Servers on an external datastore: the first to start writes the cluster's bootstrap data there
+        (encrypted with the token); every other one, with the same endpoint and token, reads it. No server
+        joins another (K3s ignores --server on servers with an external datastore)."""
+        endpoint = self.external
+        kind = endpoint_kind(endpoint)
+        if kind in ("mysql", "postgres"):
+            raise Fatal(f"{kind} datastores are not simulated by the {SIM_NAME}: only etcd endpoints "
+                        "(https://host:2379) are; real K3s would use this one")
+        if kind != "etcd":
+            raise Fatal(f"preparing server: creating storage endpoint: invalid datastore endpoint "
+                        f"{shown(endpoint)!r}: want https://, http://, mysql:// or postgres://")
+        if self.cfg.get("cluster-init"):
+            raise Fatal("invalid flag use: --cluster-init starts embedded etcd and cannot be used with "
+                        "--datastore-endpoint")
+        if self.cfg.get("cluster-reset"):
+            raise Fatal("--cluster-reset is only for embedded etcd: this server uses the external datastore "
+                        f"{shown(endpoint)}; restore it with the datastore's own tools")
+        try:
+            client = EtcdClient(endpoint, str(self.cfg.get("datastore-cafile") or ""),
+                                str(self.cfg.get("datastore-certfile") or ""),
+                                str(self.cfg.get("datastore-keyfile") or ""))
+        except DatastoreError as exc:
+            raise Fatal(f"preparing server: creating storage endpoint: {exc}") from exc
+        state = ExternalState(self, client)
+        self.state = state
+        log("info", f"Using the external etcd datastore at {shown(endpoint)}")
+        password = parse_token(token)[2] if token else secrets.token_hex(16)
+        state.boot_key = bootstrap_key(password)
+        deadline = time.monotonic() + EXTERNAL_CONNECT_SECONDS
+        while True:
+            try:
+                state.refresh(force=True)
+                found = state.bootstrap_keys()
+                break
+            except DatastoreError as exc:
+                if exc.fatal or time.monotonic() > deadline or self.stop.is_set():
+                    raise Fatal(f"starting kubernetes: preparing server: failed to get bootstrap data from the "
+                                f"datastore {shown(endpoint)}: {exc}") from exc
+                log("info", f"Waiting for the datastore {shown(endpoint)}: {exc}")
+                self.stop.wait(1.0)
+        if found and state.boot_key not in found:
+            raise Fatal("bootstrap data already found and encrypted with different token")
+        if not found:
+            if token and parse_token(token)[0]:
+                raise Fatal("token CA hash does not match the Cluster CA certificate hash: "
+                            "a secure (K10...) token cannot start a new cluster; use a short token")
+            self._bootstrap(token, password)
+            new, state.data = state.data, {}
+            if state.create(new):
+                log("info", "Wrote the cluster's bootstrap data to the datastore")
+                state.write({"op": "add_member", "name": self.node_name, "url": self.url})
+                return
+            log("info", "Another server wrote the bootstrap data first: using it")
+            state.refresh(force=True)
+        if not token:
+            raise Fatal("--token is required: the datastore already holds a cluster's bootstrap data")
+        data = state.data
+        if password_check(password, data["token_salt"]) != data["token_check"]:
+            raise Fatal("bootstrap data already found and encrypted with different token")
+        self.password = password
+        bootstrap = decrypt_bootstrap(password, data["bootstrap"])
+        hash_ = parse_token(token)[0]
+        if hash_ and hash_ != ca_hash(bootstrap["server-ca.crt"].encode()):
+            raise Fatal("token CA hash does not match the Cluster CA certificate hash")
+        mine, theirs = self.critical(), data.get("critical") or {}
+        for key in CRITICAL_KEYS:
+            if mine.get(key) != theirs.get(key):
+                raise Fatal(f"failed to validate server configuration: critical configuration value mismatch "
+                            f"between servers: {key} is {theirs.get(key)!r} on the cluster, {mine.get(key)!r} here")
+        self._install_bootstrap(bootstrap)
+        try:
+            state.write({"op": "add_member", "name": self.node_name, "url": self.url})
+        except ServiceUnavailable as exc:
+            raise Fatal(f"starting kubernetes: {exc}") from exc
+        log("info", f"Joined the cluster in the datastore: {len(state.members())} servers")
+
     def _migrate_sqlite_if_asked(self) -> None:
         sqlite = self.server_dir / "db" / "state.db"
         if self.etcd and sqlite.exists() and not self.db_file.exists():
@@ -148,14 +237,14 @@ class Server:
             write_private(self.db_file, json.dumps(data))
             sqlite.unlink()
 
-    def _bootstrap(self, token: str | None) -> None:
+    def _bootstrap(self, token: str | None, password: str = "") -> None:
         if token:
             hash_, _user, password = parse_token(token)
             if hash_:
                 raise Fatal("token CA hash does not match the Cluster CA certificate hash: "
                             "a secure (K10...) token cannot start a new cluster; use a short token")
         else:
-            password = secrets.token_hex(16)
+            password = password or secrets.token_hex(16)
         log("info", "Creating a new cluster: generating certificate authorities")
         server_ca, server_ca_key = make_ca("k3s-server-ca")
         client_ca, client_ca_key = make_ca("k3s-client-ca")
@@ -169,14 +258,15 @@ class Server:
         self.password = password
         self.state.data = {
             "generation": secrets.token_hex(4), "revision": 1, "created": time.time(),
-            "members": {self.node_name: self.url},
+            "members": {} if self.external else {self.node_name: self.url},
             "etcd": self.etcd, "critical": self.critical(), "nodes": {}, "node_passwords": {},
             "token_salt": salt, "token_check": password_check(password, salt),
             "agent_token_check": password_check(agent_pw, salt) if agent_pw else None,
             "bootstrap": encrypt_bootstrap(password, bootstrap),
         }
         self._install_bootstrap(bootstrap)
-        self.state.save()
+        if not self.external:
+            self.state.save()
 
     def _resume(self, token: str | None) -> None:
         self.state.load()

@@ -124,7 +124,9 @@ def make_ca(cn: str) -> tuple[bytes, bytes]:
 
 
 def sign_cert(ca_cert: bytes, ca_key: bytes, subject: str, sans: list[str] | None,
-              client: bool) -> tuple[bytes, bytes]:
+              client: bool, usage: str = "") -> tuple[bytes, bytes]:
+    """A certificate for ``subject`` signed by the CA: for clients or servers (``usage``, an
+    extendedKeyUsage value, says otherwise)."""
     key = _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout")
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
@@ -133,7 +135,7 @@ def sign_cert(ca_cert: bytes, ca_key: bytes, subject: str, sans: list[str] | Non
         (t / "cak.pem").write_bytes(ca_key)
         csr = _openssl("req", "-new", "-key", str(t / "k.pem"), "-subj", subject)
         ext = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
-               f"extendedKeyUsage={'clientAuth' if client else 'serverAuth'}"]
+               f"extendedKeyUsage={usage or ('clientAuth' if client else 'serverAuth')}"]
         if sans:
             alt = ",".join(("IP:" if _is_ip(s) else "DNS:") + s for s in sans)
             ext.append(f"subjectAltName={alt}")

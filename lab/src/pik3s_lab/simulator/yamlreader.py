@@ -193,7 +193,8 @@ def yaml_load(text: str) -> Any:
     return value
 
 
-_KEY_RE = re.compile(r"""^("(?:[^"\\]|\\.)*"|'[^']*'|[^'"\s][^:]*?)\s*:(\s+(.*))?$""")
+# A plain key may hold ':' not followed by a space (registry names: mirror.lab:5000).
+_KEY_RE = re.compile(r"""^("(?:[^"\\]|\\.)*"|'[^']*'|[^'"\s](?:[^:]|:(?=\S))*?)\s*:(\s+(.*))?$""")
 
 
 def _yaml_block(lines: list[tuple[int, str]], pos: int, indent: int) -> tuple[Any, int]:
