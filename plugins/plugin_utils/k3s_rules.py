@@ -37,7 +37,7 @@ from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_token import (
     parse_token,
 )
 from ansible_collections.pik3s.cluster.plugins.module_utils.k3s_version import parse_version
-from ansible_collections.pik3s.cluster.plugins.plugin_utils import k3s_addons
+from ansible_collections.pik3s.cluster.plugins.plugin_utils import k3s_addons, k3s_datastore
 from ansible_collections.pik3s.cluster.plugins.plugin_utils.k3s_release import IMAGES_NAME
 
 COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,6 +53,10 @@ OWNED_KEYS = {
     "node-name": "k3s_node_name",
     "node-ip": "k3s_node_ip",
     "data-dir": "(not supported; pik3s uses /var/lib/rancher/k3s)",
+    "datastore-endpoint": "k3s_datastore_endpoint",
+    "datastore-cafile": "k3s_datastore_cafile",
+    "datastore-certfile": "k3s_datastore_certfile",
+    "datastore-keyfile": "k3s_datastore_keyfile",
 }
 CONFIG_VARS = ("k3s_cluster_config", "k3s_server_config", "k3s_agent_config")
 
@@ -61,6 +65,7 @@ CLUSTER_WIDE = (
     "k3s_version", "k3s_channel", "k3s_release_url", "k3s_channel_url", "k3s_airgap_dir", "k3s_token",
     "k3s_api_endpoint", "k3s_api_port", "k3s_server_group", "k3s_agent_group", "k3s_cluster_config",
     "k3s_agent_batch", "k3s_upgrade_batch", "k3s_api_vip", "k3s_api_vip_interface",
+    "k3s_datastore_endpoint", "k3s_datastore_cafile", "k3s_datastore_certfile", "k3s_datastore_keyfile",
 )
 # One value for all servers (what K3s's auto-deploy directory holds: K3s does not sync it between servers).
 SERVER_WIDE = ("k3s_server_manifests", "k3s_helm_charts", "k3s_addons", "k3s_addon_overrides", "k3s_addon_access")
@@ -221,6 +226,8 @@ def _value_problems(name, value):
                 p.append(f"{name} sets '{bare}', which pik3s manages: use {OWNED_KEYS[bare]} instead")
     elif name in ("ansible_host", "k3s_node_ip"):
         p.extend(address_problems(name, value, allow_name=name == "ansible_host"))
+    elif name == "k3s_registries":
+        p.extend(k3s_datastore.registries_problems(value))
     return p
 
 
@@ -514,9 +521,16 @@ def _problems(description):
     # Cluster-wide values.
     if cvars:
         cluster_config = cvars.get("k3s_cluster_config") or {}
-        if servers and len(servers) % 2 == 0 and "datastore-endpoint" not in cluster_config:
+        endpoint = cvars.get("k3s_datastore_endpoint") or ""
+        if servers and len(servers) % 2 == 0 and not endpoint:
             p.append(f"{len(servers)} servers ({', '.join(servers)}): embedded etcd needs an odd number "
-                     "(1, 3, 5, ...) to keep quorum; add or remove one")
+                     "(1, 3, 5, ...) to keep quorum; add or remove one (or put the servers on an external "
+                     "datastore, k3s_datastore_endpoint, where any number share it)")
+        server_ha = value(first_server, "k3s_server_ha") if first_server else False
+        p.extend(k3s_datastore.datastore_problems(
+            endpoint, {n: cvars.get(n) or "" for n in k3s_datastore.FILE_VARS},
+            lambda path: os.path.isfile(path) and os.access(path, os.R_OK),
+            str(server_ha).strip().lower() in ("true", "yes", "on", "1", "y", "t")))
         version = cvars.get("k3s_version") or ""
         if version:
             p.extend(version_problems(version))

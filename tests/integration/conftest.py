@@ -27,9 +27,10 @@ def host(name: str, group: str, arch: str = "amd64", model: str = "rpi4") -> dic
 
 @contextmanager
 def running_lab(tmp_path_factory: pytest.TempPathFactory, prefix: str,
-                hosts: list[dict[str, Any]]) -> Iterator[lablib.LabRecord]:
-    """A lab of ``hosts`` for the duration of the block; removed afterwards, network included."""
-    spec = speclib.parse_spec({"name": f"{prefix}{os.getpid()}", "hosts": hosts})
+                hosts: list[dict[str, Any]], **extra: Any) -> Iterator[lablib.LabRecord]:
+    """A lab of ``hosts`` (and the spec's ``extra`` keys) for the duration of the block; removed afterwards,
+    network included."""
+    spec = speclib.parse_spec({"name": f"{prefix}{os.getpid()}", "hosts": hosts, **extra})
     state = tmp_path_factory.mktemp("lab")
     record = lablib.up(spec, state, progress=print)
     try:

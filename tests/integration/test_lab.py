@@ -1,10 +1,12 @@
 """The lab on real Pi-shaped hosts: 2 amd64 + 1 arm64 (emulated), reached
-over SSH as `pi`, running the K3s simulator installed from the lab mirror."""
+over SSH as `pi`, running the K3s simulator installed from the lab mirror; and
+the lab's plain etcd (the external datastore) serving simulator servers."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,7 @@ TOKEN = "integration-lab-token"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lablib.LabRecord]:
     with running_lab(tmp_path_factory, "it", [host("srv", "server"), host("gen", "agent", model="generic"),
-                                                 host("arm", "agent", arch="arm64")]) as record:
+                                                 host("arm", "agent", arch="arm64")], etcd="plain") as record:
         yield record
 
 
@@ -144,3 +146,35 @@ def test_wrong_token_keeps_an_agent_out(lab: lablib.LabRecord) -> None:
     journal = sh(lab, "arm", cmd)["arm"][1]
     assert "401 Unauthorized" in journal and "pik3s K3s simulator" in journal
     assert "intruder" not in _nodes(lab)
+
+
+def test_plain_etcd_serves_servers_on_two_hosts(lab: lablib.LabRecord) -> None:
+    """The lab's etcd without TLS: two simulator servers (one on the emulated arm64 host) on it, a second
+    cluster beside the one above, sharing its state through the datastore."""
+    inv = yaml.safe_load(lab.inventory.read_text())["all"]["vars"]
+    endpoint = inv["pik3s_lab_etcd_endpoint"]
+    assert endpoint == f"http://{lab.etcd_ip}:2379" and inv["pik3s_lab_etcd_cafile"] == ""
+    start = ("systemd-run --unit k3s-ext /usr/local/bin/k3s server --node-name ext-$(hostname) "
+             f"--datastore-endpoint {endpoint} --token lab-external-datastore-token --https-listen-port 7443 "
+             "--data-dir /var/lib/rancher/ext --write-kubeconfig /var/lib/rancher/ext/k3s.yaml")
+    kubectl = "k3s kubectl --kubeconfig /var/lib/rancher/ext/k3s.yaml get nodes -o json"
+    try:
+        for name in ("gen", "arm"):
+            assert sh(lab, name, start)[name][0] == 0
+        deadline = time.monotonic() + 120
+        names: list[str] = []
+        while time.monotonic() < deadline:
+            rc, out = sh(lab, "arm", kubectl)["arm"]
+            names = sorted(n["metadata"]["name"] for n in json.loads(out)["items"]) if rc == 0 else []
+            if names == ["ext-arm", "ext-gen"]:
+                break
+            time.sleep(2)
+        assert names == ["ext-arm", "ext-gen"]
+        keys = subprocess.run(["docker", "exec", lab.etcd_container, "etcdctl", f"--endpoints={endpoint}", "get",
+                               "/registry/minions/", "--prefix", "--keys-only"],
+                              capture_output=True, text=True, check=True).stdout.split()
+        assert keys == ["/registry/minions/ext-arm", "/registry/minions/ext-gen"]
+        journal = sh(lab, "gen", "journalctl -u k3s-ext --no-pager -o cat")["gen"][1]
+        assert f"Using the external etcd datastore at {endpoint}" in journal
+    finally:
+        sh(lab, "gen,arm", "systemctl stop k3s-ext; rm -rf /var/lib/rancher/ext")

@@ -207,6 +207,53 @@ CASES = [
      "k3s_api_vip 10.99.0.2 is the address of a1: a virtual IP must be an address no host has"),
     (["s1"], ["a1"], {}, {"k3s_addon_overrides": {"kube-vip": {"repo": "https://x.example/"}}},
      "k3s_addon_overrides.kube-vip: unknown key 'repo' (known: version)"),
+    # The external datastore.
+    (["s1", "s2"], ["a1"], {}, {},
+     "2 servers (s1, s2): embedded etcd needs an odd number (1, 3, 5, ...) to keep quorum; add or remove one (or "
+     "put the servers on an external datastore, k3s_datastore_endpoint, where any number share it)"),
+    (["s1"], ["a1"], {}, {"k3s_cluster_config": {"datastore-endpoint": "https://etcd:2379"}},
+     "k3s_cluster_config sets 'datastore-endpoint', which pik3s manages: use k3s_datastore_endpoint instead"),
+    (["s1"], ["a1"], {}, {"k3s_datastore_endpoint": "etcd.lab:2379"},
+     "k3s_datastore_endpoint 'etcd.lab:2379' is not a datastore K3s takes: an etcd (https://host:2379, several "
+     "comma-separated), mysql://user:password@tcp(host:3306)/database or postgres://user:password@host:5432/database"),
+    (["s1"], ["a1"], {}, {"k3s_datastore_endpoint": "https://etcd1:2379,https://etcd 2:2379"},
+     "k3s_datastore_endpoint: 'https://etcd 2:2379' is not an etcd endpoint like https://etcd1.lab:2379"),
+    (["s1"], ["a1"], {}, {"k3s_datastore_endpoint": "mysql://k3s:topsecret-5a1e7c0ffee@db:3306/k3s"},
+     "k3s_datastore_endpoint 'mysql://k3s:********@db:3306/k3s': a MySQL endpoint reads "
+     "mysql://user:password@tcp(host:3306)/database"),
+    (["s1", "s2"], ["a1"], {"s2": {"k3s_datastore_endpoint": "https://etcd2:2379"}},
+     {"k3s_datastore_endpoint": "https://etcd1:2379"},
+     "k3s_datastore_endpoint differs between hosts (s1, a1: 'https://etcd1:2379'; s2: 'https://etcd2:2379'): "
+     "it is one setting for the whole cluster"),
+    (["s1"], ["a1"], {}, {"k3s_datastore_endpoint": "https://etcd:2379", "k3s_datastore_cafile": AIRGAP_MISSING},
+     f"k3s_datastore_cafile {AIRGAP_MISSING}: no such readable file on the controller (pik3s copies it to the "
+     "servers)"),
+    (["s1"], ["a1"], {}, {"k3s_datastore_endpoint": "https://etcd:2379", "k3s_datastore_certfile": "/etc/hostname"},
+     "k3s_datastore_certfile and k3s_datastore_keyfile go together (a client certificate and its key): set both or "
+     "neither"),
+    (["s1"], ["a1"], {}, {"k3s_datastore_cafile": "/etc/hostname"},
+     "k3s_datastore_cafile set without k3s_datastore_endpoint: the certificate files are for an external "
+     "datastore; set its endpoint or leave them empty"),
+    (["s1"], ["a1"], {}, {"k3s_datastore_endpoint": "http://etcd:2379", "k3s_datastore_cafile": "/etc/hostname"},
+     "k3s_datastore_cafile set but k3s_datastore_endpoint is plain http://: certificates need https://"),
+    (["s1"], ["a1"], {"s1": {"k3s_server_ha": True}}, {"k3s_datastore_endpoint": "https://etcd:2379"},
+     "k3s_server_ha starts embedded etcd (cluster-init), and k3s_datastore_endpoint puts the cluster on an "
+     "external datastore: choose one"),
+    # registries.yaml, against K3s's schema (credentials never quoted).
+    (["s1"], ["a1"], {}, {"k3s_registries": {"mirror": {"docker.io": {"endpoint": ["https://m.lab"]}}}},
+     "k3s_registries: the top level has unknown key(s) mirror (K3s reads mirrors, configs)"),
+    (["s1"], ["a1"], {}, {"k3s_registries": {"mirrors": {"docker.io": {"endpoint": "https://m.lab"}}}},
+     "k3s_registries: mirrors.docker.io.endpoint must be a list of registry URLs (https://registry.lab:5000)"),
+    (["s1"], ["a1"], {}, {"k3s_registries": {"mirrors": {"docker.io": {"endpoint": ["m.lab:5000"]}}}},
+     "k3s_registries: mirrors.docker.io.endpoint[0] 'm.lab:5000' is not a registry URL like "
+     "https://registry.lab:5000"),
+    (["s1"], ["a1"], {}, {"k3s_registries": {"configs": {"m.lab": {"auth": {"username": "pi",
+                                                                            "pasword": SECRET}}}}},
+     "k3s_registries: configs.m.lab.auth has unknown key(s) pasword (K3s reads username, password, auth, "
+     "identitytoken)"),
+    (["s1"], ["a1"], {}, {"k3s_registries": {"configs": {"m.lab": {"tls": {"insecure_skip_verify": "yes",
+                                                                           "ca_file": "ca.crt"}}}}},
+     "k3s_registries: configs.m.lab.tls.ca_file must be an absolute path on the node"),
 ]
 
 

@@ -69,7 +69,7 @@ def _print_status(name: str, state_dir: Path | None, output: str) -> int:
         return 3
     if output == "json":
         print(json.dumps({"name": name, "up": True, "mirror": None if record.airgap else record.mirror_url,
-                          "inventory": str(record.inventory),
+                          "inventory": str(record.inventory), "etcd": record.etcd_endpoint or None,
                           "hosts": [asdict(h) for h in hosts]}, indent=1))
         return 0
     rows = [("NAME", "ARCH", "MODEL", "IP", "CONTAINER", "SYSTEMD", "MEMORY")]
@@ -81,6 +81,9 @@ def _print_status(name: str, state_dir: Path | None, output: str) -> int:
         print("\nair-gapped: no mirror; releases (the pik3s K3s simulator, not K3s) on the controller")
     else:
         print(f"\nmirror: {record.mirror_url} (serves the pik3s K3s simulator, not K3s)")
+    if record.etcd_container:
+        print(f"etcd: {record.etcd_endpoint} (Debian's etcd, for K3s's external datastore; "
+              f"container {record.etcd_container}{', TLS with client certificates' if record.etcd_tls else ''})")
     return 0
 
 

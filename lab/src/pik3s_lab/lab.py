@@ -1,8 +1,10 @@
 """Bring a lab of Pi-shaped hosts up and down, and report on it.
 
 ``up`` creates, all labelled ``pik3s.lab=<name>``: one Docker network, one
-container and one volume (``/var/lib/rancher``) per host, and one mirror
-container serving the K3s release tree on that network only. It writes into
+container and one volume (``/var/lib/rancher``) per host, one mirror
+container serving the K3s release tree on that network only, and what the
+spec asks for besides: an API load balancer, an etcd for K3s's external
+datastore (with its data volume). It writes into
 the lab's state directory an SSH key, a known_hosts file with each host's own
 key (host key checking stays on), the Ansible inventory and ``lab.json``, the
 record of what it created. ``down`` removes exactly that.
@@ -28,6 +30,7 @@ import yaml
 
 from pik3s.errors import Pik3sError
 from pik3s_lab import binfmt, docker, image, mirror, releases
+from pik3s_lab import etcd as lab_etcd
 from pik3s_lab.spec import HostSpec, LabSpec, fit_problem, inotify_problem
 
 LABEL = "pik3s.lab"
@@ -40,7 +43,8 @@ SECCOMP = Path(__file__).with_name("seccomp.json")
 BOOT_DIR = Path(__file__).with_name("boot")
 BOOT_MOUNT = "/usr/local/lib/pik3s-lab"
 STATE_FILES = ("lab.json", "inventory.yml", "known_hosts", "id_ed25519", "id_ed25519.pub")
-STATE_DIRS = ("cpuinfo", "mirror", "k3s-cache")
+STATE_DIRS = ("cpuinfo", "mirror", "k3s-cache", "etcd")
+ETCD_TIMEOUT = 30.0
 
 Progress = Callable[[str], None]
 
@@ -80,6 +84,20 @@ class LabRecord:
     vars: dict[str, Any] = field(default_factory=dict)
     lb_container: str = ""
     lb_ip: str = ""
+    etcd_container: str = ""
+    etcd_ip: str = ""
+    etcd_volume: str = ""
+    etcd_tls: bool = False
+
+    @property
+    def etcd_endpoint(self) -> str:
+        if not self.etcd_container:
+            return ""
+        return f"{'https' if self.etcd_tls else 'http'}://{self.etcd_ip}:{lab_etcd.PORT}"
+
+    @property
+    def etcd_pki(self) -> Path:
+        return Path(self.state_dir) / "etcd"
 
     @property
     def mirror_url(self) -> str:
@@ -213,6 +231,12 @@ def write_inventory(lab: LabRecord) -> None:
             "pik3s_lab_api_lb": lab.lb_ip,
             # A free address of the lab network kept for a virtual IP (k3s_api_vip): no container has it.
             "pik3s_lab_vip": lab_vip(lab.subnet),
+            # The lab's etcd for K3s's external datastore ("" when the spec has none), its container, and
+            # with TLS the CA and the client certificate and key for K3s (files on the controller).
+            "pik3s_lab_etcd_endpoint": lab.etcd_endpoint,
+            "pik3s_lab_etcd_container": lab.etcd_container,
+            **{f"pik3s_lab_etcd_{what}file": str(lab.etcd_pki / name) if lab.etcd_tls else ""
+               for what, name in (("ca", "ca.crt"), ("cert", "client.crt"), ("key", "client.key"))},
             **lab.vars,
         },
         "hosts": hostvars,
@@ -289,8 +313,8 @@ def inventory_json(state_dir: Path) -> dict[str, Any]:
 
 
 def lab_vip(subnet: str) -> str:
-    """The lab network's address kept for an API virtual IP: the fourth (mirror, load balancer and two
-    spare addresses before it; hosts start at the tenth)."""
+    """The lab network's address kept for an API virtual IP: the fourth (gateway, mirror and load balancer
+    before it, etcd at the sixth; hosts start at the tenth)."""
     return str(ipaddress.ip_network(subnet).network_address + 4)
 
 
@@ -340,7 +364,10 @@ def up(spec: LabSpec, state_dir: Path | None = None, progress: Progress = _quiet
                           container_name(spec.name, h.name), f"pik3s-{spec.name}-{h.name}-rancher")
                for i, h in enumerate(spec.hosts)],
         state_dir=str(state), airgap=spec.airgap, vars=dict(spec.vars),
-        lb_container=f"pik3s-{spec.name}-lb" if spec.api_lb else "", lb_ip=str(addrs[2]) if spec.api_lb else "")
+        lb_container=f"pik3s-{spec.name}-lb" if spec.api_lb else "", lb_ip=str(addrs[2]) if spec.api_lb else "",
+        etcd_container=f"pik3s-{spec.name}-etcd" if spec.etcd != "none" else "",
+        etcd_ip=str(addrs[5]) if spec.etcd != "none" else "",
+        etcd_volume=f"pik3s-{spec.name}-etcd-data" if spec.etcd != "none" else "", etcd_tls=spec.etcd == "tls")
     lab.save()  # from here on, `down` can clean up whatever exists
     try:
         _create(lab, spec, tags[native], tags, pubkey, progress)
@@ -366,6 +393,42 @@ def _create(lab: LabRecord, spec: LabSpec, mirror_tag: str, tags: dict[str, str]
         docker.run(_host_run_args(lab, h, rec, tags[h.arch], pubkey))
     if lab.lb_container:
         _start_lb(lab, mirror_tag, progress)
+    if lab.etcd_container:
+        _start_etcd(lab, mirror_tag, progress)
+
+
+def _start_etcd(lab: LabRecord, tag: str, progress: Progress) -> None:
+    """Debian's etcd in its own container (the amd64 host image: Debian's binaries need its libc), its data
+    on a volume; with TLS, the lab's PKI mounted read-only."""
+    bindir = lab_etcd.binaries()
+    if lab.etcd_tls:
+        lab_etcd.make_pki(lab.etcd_pki, lab.etcd_ip)
+    docker.run(["volume", "create", "--label", f"{LABEL}={lab.name}", lab.etcd_volume])
+    docker.run(["run", "-d", "--name", lab.etcd_container, "--hostname", "etcd",
+                "--network", lab.network, "--ip", lab.etcd_ip, "--label", f"{LABEL}={lab.name}",
+                "--restart", "unless-stopped", "--memory", "256m",
+                "-v", f"{lab.etcd_volume}:{lab_etcd.DATA_MOUNT}",
+                *[a for b in lab_etcd.BINARIES for a in ("-v", f"{bindir / b}:/usr/local/bin/{b}:ro")],
+                *(["-v", f"{lab.etcd_pki}:{lab_etcd.PKI_MOUNT}:ro"] if lab.etcd_tls else []),
+                tag, *lab_etcd.command(lab.etcd_ip, lab.etcd_tls)])
+    tls = " with TLS and client certificates" if lab.etcd_tls else ""
+    progress(f"etcd (external datastore): {lab.etcd_endpoint}{tls}")
+
+
+def _wait_etcd(lab: LabRecord) -> None:
+    deadline = time.monotonic() + ETCD_TIMEOUT
+    args = ["exec", lab.etcd_container, *lab_etcd.etcdctl_args(lab.etcd_endpoint, lab.etcd_tls),
+            "--command-timeout=2s", "endpoint", "health"]
+    while True:
+        proc = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            logs = subprocess.run(["docker", "logs", "--tail", "15", lab.etcd_container], capture_output=True,
+                                  text=True, check=False)
+            raise Pik3sError(f"the lab's etcd ({lab.etcd_container}) is not healthy after {ETCD_TIMEOUT:.0f}s: "
+                             f"{(proc.stderr or proc.stdout).strip()[-300:]}\n{(logs.stdout + logs.stderr)[-1500:]}")
+        time.sleep(0.5)
 
 
 def _start_lb(lab: LabRecord, tag: str, progress: Progress) -> None:
@@ -392,7 +455,7 @@ def _start_mirror(lab: LabRecord, mirror_tag: str, tree: Path, progress: Progres
 def _resume(lab: LabRecord, progress: Progress) -> LabRecord:
     progress(f"lab {lab.name} is already up ({lab.state_dir}); starting anything stopped")
     for c in ([] if lab.airgap else [lab.mirror_container]) + [h.container for h in lab.hosts] \
-            + ([lab.lb_container] if lab.lb_container else []):
+            + [c for c in (lab.lb_container, lab.etcd_container) if c]:
         info = docker.inspect("container", c)
         if info is None:
             raise Pik3sError(f"container {c} of lab {lab.name} is gone: run `pik3s lab down "
@@ -403,6 +466,8 @@ def _resume(lab: LabRecord, progress: Progress) -> LabRecord:
 
 
 def _finish(lab: LabRecord, progress: Progress) -> LabRecord:
+    if lab.etcd_container:
+        _wait_etcd(lab)
     with ThreadPoolExecutor(max_workers=len(lab.hosts)) as pool:
         states = list(pool.map(lambda h: _wait_booted(h.container), lab.hosts))
     for h, st in zip(lab.hosts, states, strict=True):
@@ -428,14 +493,14 @@ def down(name: str, state_dir: Path | None = None, progress: Progress = _quiet) 
     containers = set(docker.run(["ps", "-a", "--filter", f"label={LABEL}={name}",
                                  "--format", "{{.Names}}"]).split())
     if lab:
-        containers |= {c for c in [lab.mirror_container, lab.lb_container] + [h.container for h in lab.hosts]
-                       if c and docker.exists("container", c)}
+        containers |= {c for c in [lab.mirror_container, lab.lb_container, lab.etcd_container]
+                       + [h.container for h in lab.hosts] if c and docker.exists("container", c)}
     for c in sorted(containers):
         docker.run(["rm", "-f", "-v", c])
         removed.append(f"container {c}")
     volumes = set(docker.run(["volume", "ls", "-q", "--filter", f"label={LABEL}={name}"]).split())
     if lab:
-        volumes |= {h.volume for h in lab.hosts if docker.exists("volume", h.volume)}
+        volumes |= {v for v in [h.volume for h in lab.hosts] + [lab.etcd_volume] if v and docker.exists("volume", v)}
     for v in sorted(volumes):
         docker.run(["volume", "rm", v])
         removed.append(f"volume {v}")

@@ -18,6 +18,11 @@ A spec is YAML::
     api_lb: false              # optional: true = a TCP load balancer for the K3s API
                                # (port 6443) in front of the server-group hosts,
                                # at pik3s_lab_api_lb (what kube-vip/haproxy give a rack)
+    etcd: none                 # optional: none | plain | tls = an external datastore for
+                               # K3s (datastore-endpoint): Debian's etcd in its own
+                               # container with a data volume, at pik3s_lab_etcd_endpoint;
+                               # tls: the lab's CA, client certificates required
+                               # (pik3s_lab_etcd_cafile/certfile/keyfile on the controller)
     vars: {}                   # optional: extra inventory variables for all hosts
 """
 
@@ -40,8 +45,9 @@ MODELS = ("rpi4", "rpi3", "generic")
 GROUPS = ("server", "agent")
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 MEMORY_RE = re.compile(r"^[0-9]+[kmg]$")
-# Names the lab gives its own containers (pik3s-<lab>-mirror, pik3s-<lab>-lb): no host may take them.
-RESERVED_NAMES = ("mirror", "lb")
+# Names the lab gives its own containers (pik3s-<lab>-mirror, -lb, -etcd): no host may take them.
+RESERVED_NAMES = ("mirror", "lb", "etcd")
+ETCD_MODES = ("none", "plain", "tls")
 # A lab network is a /24: the first addresses go to the gateway, mirror and load balancer.
 MAX_HOSTS = 244
 MAX_COUNT = MAX_HOSTS
@@ -80,6 +86,7 @@ class LabSpec:
     airgap: bool = False
     vars: dict[str, Any] = field(default_factory=dict)
     api_lb: bool = False
+    etcd: str = "none"
 
     @property
     def arches(self) -> list[str]:
@@ -97,7 +104,7 @@ def _fail(where: str, msg: str) -> Pik3sError:
 def parse_spec(data: Any, where: str = "") -> LabSpec:
     if not isinstance(data, dict):
         raise _fail(where, "the top level must be a mapping with 'name' and 'hosts'")
-    unknown = set(data) - {"name", "hosts", "airgap", "vars", "api_lb"}
+    unknown = set(data) - {"name", "hosts", "airgap", "vars", "api_lb", "etcd"}
     if unknown:
         raise _fail(where, f"unknown key(s) {', '.join(sorted(unknown))}")
     name = data.get("name")
@@ -167,7 +174,10 @@ def parse_spec(data: Any, where: str = "") -> LabSpec:
         raise _fail(where, f"api_lb must be true or false, got {api_lb!r}")
     if api_lb and not any("server" in h.groups for h in hosts):
         raise _fail(where, "api_lb needs hosts in the server group to balance")
-    return LabSpec(name, tuple(hosts), airgap, dict(extra), api_lb)
+    etcd = data.get("etcd", "none")
+    if etcd not in ETCD_MODES:
+        raise _fail(where, f"etcd must be one of {', '.join(ETCD_MODES)}, got {etcd!r}")
+    return LabSpec(name, tuple(hosts), airgap, dict(extra), api_lb, etcd)
 
 
 # systemd in a lab host holds about 7 inotify instances (measured: 28 for 4 hosts); a little headroom.

@@ -48,6 +48,9 @@ def _with(**host: Any) -> dict[str, Any]:
      "vars may not set ansible_user, pik3s_lab_airgap: the lab sets those itself"),
     (_with(name="mirror"), "hosts[0]: name 'mirror' is taken by the lab's own mirror container"),
     (_with(name="lb"), "hosts[0]: name 'lb' is taken by the lab's own lb container"),
+    (_with(name="etcd"), "hosts[0]: name 'etcd' is taken by the lab's own etcd container"),
+    ({**GOOD, "etcd": True}, "etcd must be one of none, plain, tls, got True"),
+    ({**GOOD, "etcd": "mtls"}, "etcd must be one of none, plain, tls, got 'mtls'"),
     (_with(memory="0m"), "host a: memory 0m is too little for systemd, sshd and K3s: give it 256m or more"),
     (_with(memory="64m"), "host a: memory 64m is too little"),
     (_with(memory="1g\n"), "host a: memory '1g\\n' must look like 512m or 2g"),
@@ -128,3 +131,4 @@ def test_airgap_and_vars() -> None:
     assert lab.airgap is True and lab.vars == {"k3s_version": "v1.31.4+k3s1"}
     plain = spec.parse_spec(GOOD)
     assert plain.airgap is False and plain.vars == {}
+    assert plain.etcd == "none" and spec.parse_spec({**GOOD, "etcd": "tls"}).etcd == "tls"

@@ -187,7 +187,9 @@ def resolve_config(command: str, argv: list[str]) -> dict[str, Any]:
     env_map = {"K3S_TOKEN": "token", "K3S_TOKEN_FILE": "token-file", "K3S_URL": "server",
                "K3S_NODE_NAME": "node-name", "K3S_DATA_DIR": "data-dir",
                "K3S_AGENT_TOKEN": "agent-token", "K3S_CLUSTER_INIT": "cluster-init",
-               "K3S_KUBECONFIG_MODE": "write-kubeconfig-mode"}
+               "K3S_KUBECONFIG_MODE": "write-kubeconfig-mode", "K3S_DATASTORE_ENDPOINT": "datastore-endpoint",
+               "K3S_DATASTORE_CAFILE": "datastore-cafile", "K3S_DATASTORE_CERTFILE": "datastore-certfile",
+               "K3S_DATASTORE_KEYFILE": "datastore-keyfile"}
     for env, key in env_map.items():
         if env in os.environ and key not in merged and key in FLAGS[command]:
             val = os.environ[env]
