@@ -42,6 +42,10 @@ def binaries() -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(["apt-get", "download", *PACKAGES], cwd=tmp, capture_output=True, text=True,
                               check=False)
+        if proc.returncode != 0 and os.geteuid() == 0:  # package lists missing or stale: refresh them once
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
+            proc = subprocess.run(["apt-get", "download", *PACKAGES], cwd=tmp, capture_output=True, text=True,
+                                  check=False)
         debs = sorted(Path(tmp).glob("*.deb"))
         if proc.returncode != 0 or len(debs) != len(PACKAGES):
             raise Pik3sError(f"cannot fetch Debian's {' and '.join(PACKAGES)} with apt-get download (the lab's "
