@@ -83,7 +83,7 @@ def command(ip: str, tls: bool, data: str = DATA_MOUNT, pki: str = PKI_MOUNT, bi
     """etcd's command line: one member, clients on ``bind``:``port`` (the container's own network
     namespace: the lab network only), TLS with client certificates when ``tls``."""
     scheme = "https" if tls else "http"
-    args = ["etcd", "--name", "etcd", "--data-dir", data,
+    args = ["etcd", "--name", "etcd", "--data-dir", f"{data}/data",  # made 0700 by etcd (the mount is 0755)
             "--listen-client-urls", f"{scheme}://{bind}:{port}", "--advertise-client-urls", f"{scheme}://{ip}:{port}",
             "--listen-peer-urls", f"http://127.0.0.1:{port + 1}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{port + 1}",

@@ -1,0 +1,106 @@
+"""scripts/bench-datastore: deploy on the lab's external etcd next to embedded etcd (see the shell wrapper)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scale import OLD, step
+
+from pik3s_lab import etcd as lab_etcd
+from pik3s_lab import lab as lablib
+from pik3s_lab import spec as speclib
+
+
+def _mib(text: str) -> float:
+    m = re.match(r"([0-9.]+)\s*([KMG]i?B)", text)
+    if not m:
+        return 0.0
+    return float(m.group(1)) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "kB": 1 / 1000, "MB": 1, "GB": 1000}.get(
+        m.group(2), 1)
+
+
+def etcd_figures(lab: lablib.LabRecord) -> dict[str, float]:
+    """The etcd container's memory (docker stats) and the datastore's size (etcdctl endpoint status)."""
+    mem = "0B"
+    for _ in range(10):  # a container just started reports 0B for a moment
+        mem = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", lab.etcd_container],
+                             capture_output=True, text=True, check=True).stdout.split(" / ")[0]
+        if _mib(mem) > 0:
+            break
+        time.sleep(1)
+    status = json.loads(subprocess.run(
+        ["docker", "exec", lab.etcd_container, *lab_etcd.etcdctl_args(lab.etcd_endpoint, lab.etcd_tls),
+         "endpoint", "status", "-w", "json"], capture_output=True, text=True, check=True).stdout)
+    keys = subprocess.run(
+        ["docker", "exec", lab.etcd_container, *lab_etcd.etcdctl_args(lab.etcd_endpoint, lab.etcd_tls),
+         "get", "/", "--prefix", "--keys-only"], capture_output=True, text=True, check=True).stdout.split()
+    return {"memory_mib": round(_mib(mem), 1), "db_kb": round(status[0]["Status"]["dbSize"] / 1024, 1),
+            "keys": len(keys)}
+
+
+def wipe_etcd(lab: lablib.LabRecord) -> None:
+    """Delete every key (a reset leaves an external datastore's content, as K3s's uninstall does)."""
+    subprocess.run(["docker", "exec", lab.etcd_container, *lab_etcd.etcdctl_args(lab.etcd_endpoint, lab.etcd_tls),
+                    "del", "", "--from-key=true"], capture_output=True, text=True, check=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="scripts/bench-datastore")
+    ap.add_argument("--agents", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    name = "benchds"
+    spec = speclib.parse_spec({"name": name, "etcd": "tls", "hosts": [
+        {"name": "srv", "count": 3, "memory": "1g", "groups": ["server"]},
+        {"name": "agt", "count": args.agents, "memory": "384m", "groups": ["agent"]}]}, "bench")
+    state = Path(tempfile.mkdtemp(prefix="pik3s-benchds-"))
+    runs: list[dict[str, Any]] = []
+    try:
+        lab = lablib.up(spec, state)
+        idle = etcd_figures(lab)
+        print(f"etcd idle: {idle['memory_mib']} MiB, {idle['db_kb']} kB, {idle['keys']} keys", flush=True)
+        inv = lablib.inventory_json(state)["all"]["vars"]
+        external = ["-e", f"k3s_datastore_endpoint={inv['pik3s_lab_etcd_endpoint']}",
+                    "-e", f"k3s_datastore_cafile={inv['pik3s_lab_etcd_cafile']}",
+                    "-e", f"k3s_datastore_certfile={inv['pik3s_lab_etcd_certfile']}",
+                    "-e", f"k3s_datastore_keyfile={inv['pik3s_lab_etcd_keyfile']}"]
+        for rnd in range(1, args.rounds + 1):
+            for topology in ("embedded", "external"):  # alternating, same lab, same hosts
+                extra = ["-e", f"k3s_version={OLD}", *(external if topology == "external" else [])]
+                run: dict[str, Any] = {"round": rnd, "topology": topology}
+                run["deploy"] = step(lab, ["deploy", *extra])
+                run["rerun"] = step(lab, ["deploy", *extra])
+                if topology == "external":
+                    time.sleep(5)  # a few heartbeats' writes
+                    run["etcd"] = etcd_figures(lab)
+                step(lab, ["reset", "--yes"])
+                wipe_etcd(lab)
+                runs.append(run)
+                etcd = run.get("etcd")
+                print(f"round {rnd} {topology:>8}: deploy {run['deploy']['wall_s']:>6} s, re-run "
+                      f"{run['rerun']['wall_s']:>6} s ({run['rerun']['changed']} changed)"
+                      + (f", etcd {etcd['memory_mib']} MiB, {etcd['db_kb']} kB, {etcd['keys']} keys" if etcd else ""),
+                      flush=True)
+    finally:
+        lablib.down(name, state)
+    reports = Path(os.environ.get("PIK3S_REPORT_DIR") or Path.home() / ".cache/pik3s/reports")
+    reports.mkdir(parents=True, exist_ok=True)
+    out = reports / "bench-datastore.json"
+    out.write_text(json.dumps({"servers": 3, "agents": args.agents, "etcd_idle": idle, "runs": runs}, indent=1)
+                   + "\n")
+    print(f"figures: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
