@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -21,30 +20,32 @@ from pik3s_lab import lab as lablib
 from pik3s_lab import spec as speclib
 
 
-def _mib(text: str) -> float:
-    m = re.match(r"([0-9.]+)\s*([KMG]i?B)", text)
-    if not m:
-        return 0.0
-    return float(m.group(1)) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "kB": 1 / 1000, "MB": 1, "GB": 1000}.get(
-        m.group(2), 1)
+def _container_memory(container: str) -> dict[str, float]:
+    """The container's memory from its cgroup (all its processes: anonymous and page cache, MiB) and its main
+    process's resident set (VmRSS, MiB; counts the binary's shared pages too). `docker stats` is not used: it
+    reports 0B for some containers on this engine."""
+    info = json.loads(subprocess.run(["docker", "inspect", container], capture_output=True, text=True,
+                                     check=True).stdout)[0]
+    cid, pid = info["Id"], info["State"]["Pid"]
+    usage = 0
+    for path in (f"/sys/fs/cgroup/memory/docker/{cid}/memory.usage_in_bytes",  # cgroup v1
+                 f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.current"):  # cgroup v2
+        if Path(path).exists():
+            usage = int(Path(path).read_text())
+            break
+    rss_kb = next((int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("VmRSS:")), 0)
+    return {"cgroup_mib": round(usage / 2**20, 1), "process_rss_mib": round(rss_kb / 1024, 1)}
 
 
 def etcd_figures(lab: lablib.LabRecord) -> dict[str, float]:
-    """The etcd container's memory (docker stats) and the datastore's size (etcdctl endpoint status)."""
-    mem = "0B"
-    for _ in range(10):  # a container just started reports 0B for a moment
-        mem = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", lab.etcd_container],
-                             capture_output=True, text=True, check=True).stdout.split(" / ")[0]
-        if _mib(mem) > 0:
-            break
-        time.sleep(1)
-    status = json.loads(subprocess.run(
-        ["docker", "exec", lab.etcd_container, *lab_etcd.etcdctl_args(lab.etcd_endpoint, lab.etcd_tls),
-         "endpoint", "status", "-w", "json"], capture_output=True, text=True, check=True).stdout)
-    keys = subprocess.run(
-        ["docker", "exec", lab.etcd_container, *lab_etcd.etcdctl_args(lab.etcd_endpoint, lab.etcd_tls),
-         "get", "/", "--prefix", "--keys-only"], capture_output=True, text=True, check=True).stdout.split()
-    return {"memory_mib": round(_mib(mem), 1), "db_kb": round(status[0]["Status"]["dbSize"] / 1024, 1),
+    """The etcd container's memory and the datastore's size (etcdctl endpoint status) and key count."""
+    ctl = ["docker", "exec", lab.etcd_container, *lab_etcd.etcdctl_args(lab.etcd_endpoint, lab.etcd_tls)]
+    status = json.loads(subprocess.run([*ctl, "endpoint", "status", "-w", "json"], capture_output=True, text=True,
+                                       check=True).stdout)
+    keys = subprocess.run([*ctl, "get", "/", "--prefix", "--keys-only"], capture_output=True, text=True,
+                          check=True).stdout.split()
+    return {**_container_memory(lab.etcd_container), "db_kb": round(status[0]["Status"]["dbSize"] / 1024, 1),
             "keys": len(keys)}
 
 
@@ -68,7 +69,8 @@ def main() -> int:
     try:
         lab = lablib.up(spec, state)
         idle = etcd_figures(lab)
-        print(f"etcd idle: {idle['memory_mib']} MiB, {idle['db_kb']} kB, {idle['keys']} keys", flush=True)
+        print(f"etcd idle: {idle['cgroup_mib']} MiB (cgroup), {idle['process_rss_mib']} MiB (RSS), {idle['db_kb']} kB, "
+              f"{idle['keys']} keys", flush=True)
         inv = lablib.inventory_json(state)["all"]["vars"]
         external = ["-e", f"k3s_datastore_endpoint={inv['pik3s_lab_etcd_endpoint']}",
                     "-e", f"k3s_datastore_cafile={inv['pik3s_lab_etcd_cafile']}",
@@ -89,7 +91,8 @@ def main() -> int:
                 etcd = run.get("etcd")
                 print(f"round {rnd} {topology:>8}: deploy {run['deploy']['wall_s']:>6} s, re-run "
                       f"{run['rerun']['wall_s']:>6} s ({run['rerun']['changed']} changed)"
-                      + (f", etcd {etcd['memory_mib']} MiB, {etcd['db_kb']} kB, {etcd['keys']} keys" if etcd else ""),
+                      + (f", etcd {etcd['cgroup_mib']} MiB (cgroup), {etcd['process_rss_mib']} MiB (RSS), "
+                         f"{etcd['db_kb']} kB, {etcd['keys']} keys" if etcd else ""),
                       flush=True)
     finally:
         lablib.down(name, state)

@@ -32,10 +32,14 @@ class Etcd:
     proc: subprocess.Popen[bytes]
     log: Path
 
-    def ctl(self, *args: str) -> str:
+    def ctl_args(self) -> list[str]:
         cmd = lab_etcd.etcdctl_args(self.endpoint, tls=True, pki=str(self.pki))
         cmd[0] = str(lab_etcd.binaries() / "etcdctl")
-        return subprocess.run([*cmd, *args], capture_output=True, text=True, check=True, timeout=20).stdout
+        return cmd
+
+    def ctl(self, *args: str) -> str:
+        return subprocess.run([*self.ctl_args(), *args], capture_output=True, text=True, check=True,
+                              timeout=20).stdout
 
     def flags(self) -> list[str]:
         return ["--datastore-endpoint", self.endpoint, "--datastore-cafile", str(self.pki / "ca.crt"),
@@ -112,6 +116,17 @@ def test_two_servers_share_the_datastore_and_survive_each_other(make_node: MakeN
     res = s2.kubectl("get", "nodes")
     assert res.returncode != 0
     assert "connection refused" in res.stderr or "datastore" in res.stderr, res.stderr
+
+
+def test_the_history_is_compacted(make_node: MakeNode, etcd: Etcd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As kube-apiserver compacts etcd (every 5 minutes; 1 s here), so heartbeats do not pile up for good."""
+    monkeypatch.setenv("PIK3S_SIM_COMPACT", "1")
+    s1 = _server(make_node, etcd, "s1").wait_up()
+    s1.wait_nodes({"s1": True})
+    time.sleep(3)  # heartbeats persisted, each a write, one of them compacting
+    old = subprocess.run([*etcd.ctl_args(), "get", "/registry/minions/s1", "--rev=2"], capture_output=True,
+                         text=True, check=False)
+    assert old.returncode != 0 and "required revision has been compacted" in old.stderr, old
 
 
 def test_a_server_with_another_token_is_refused(make_node: MakeNode, etcd: Etcd) -> None:

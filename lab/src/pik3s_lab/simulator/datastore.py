@@ -6,11 +6,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import ssl
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .common import log
 from .etcdclient import DatastoreError, EtcdClient, shown
 from .httpclient import HttpError
 from .objects import ApiStatus
@@ -205,6 +207,9 @@ PASSWORD_SUFFIX = ".node-password.k3s"
 SIM_PREFIX = "/registry/k3s-sim/"
 REVISION_KEY = SIM_PREFIX + "revision"
 BOOTSTRAP_FIELDS = ("bootstrap", "token_salt", "token_check", "agent_token_check", "generation", "created")
+# How often a server compacts the datastore's history (kube-apiserver's --etcd-compaction-interval): without
+# it, every heartbeat batch would stay in etcd for good.
+EXTERNAL_COMPACT_SECONDS = float(os.environ.get("PIK3S_SIM_COMPACT", "300"))
 # A server reads the datastore's revision before each request it serves (so a read through one server
 # sees a write made through another, as reads through K3s's datastore client do); checks closer together
 # than this share one read.
@@ -267,6 +272,7 @@ class ExternalState(ServerState):
         self._seen = -1  # mod_revision of the revision key last read (0: the datastore is empty)
         self._checked = 0.0
         self._error = ""
+        self._compacted = time.monotonic()
 
     # persistence: the datastore itself ----------------------------------------
     def load(self) -> None:
@@ -353,7 +359,19 @@ class ExternalState(ServerState):
             if not written:
                 return False
             self.data, self._seen = new, written
+            self._compact(written)
             return True
+
+    def _compact(self, revision: int) -> None:
+        now = time.monotonic()
+        if now - self._compacted < EXTERNAL_COMPACT_SECONDS:
+            return
+        self._compacted = now
+        try:
+            self.client.compact(revision)
+        except DatastoreError as exc:  # another server compacted further already, or a passing error
+            if "compacted" not in str(exc):
+                log("warning", f"compacting the datastore failed: {exc}")
 
     def receive(self, incoming: dict[str, Any]) -> str:
         return "ok"  # nothing is replicated between servers: each reads the datastore

@@ -183,3 +183,7 @@ class EtcdClient:
         if not reply.get("succeeded"):
             return 0
         return int(reply.get("header", {}).get("revision", 0))
+
+    def compact(self, revision: int) -> None:
+        """Drop the history before ``revision`` (what Kubernetes's apiserver does every 5 minutes)."""
+        self.call("/v3/kv/compaction", {"revision": str(revision)})
