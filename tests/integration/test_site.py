@@ -132,3 +132,27 @@ def test_drift_is_repaired_exactly_and_k3s_restarts_only_where_its_config_change
 
     rc, again = site(lab)
     assert rc == 0 and changed(again) == {"srv": 0, "agt": 0}, again[-3000:]
+
+
+def test_files_pik3s_no_longer_manages_are_removed(lab: lablib.LabRecord) -> None:
+    """A registries.yaml on a node whose k3s_registries is empty, and an external datastore's client key on a
+    server whose k3s_datastore_keyfile is empty (left from an earlier inventory), are removed - their
+    credentials must not stay in force - and K3s restarted there; nothing else changes."""
+    pids = {"srv": main_pid(lab, "srv", "k3s"), "agt": main_pid(lab, "agt", "k3s-agent")}
+    on(lab, "agt", "sh", "-c", "printf 'mirrors:\\n  docker.io:\\n    endpoint: [\"https://old.lab\"]\\n' "
+                               "> /etc/rancher/k3s/registries.yaml")
+    on(lab, "srv", "sh", "-c", "mkdir -p /etc/rancher/k3s/datastore && echo old-key > "
+                               "/etc/rancher/k3s/datastore/client.key")
+    rc, out = site(lab, "-v", env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json", "ANSIBLE_CALLBACK_FORMAT_PRETTY": "0"})
+    assert rc == 0, out[-3000:]
+    paths: dict[str, list[str]] = {}
+    for m in re.finditer(r"^changed: \[(\w+)\] => (\{.*\})$", out, re.M):
+        result = json.loads(m.group(2))
+        if "changed_paths" in result:  # the files step's result
+            paths[m.group(1)] = result["changed_paths"]
+    assert paths == {"srv": ["/etc/rancher/k3s/datastore/client.key"], "agt": ["/etc/rancher/k3s/registries.yaml"]}
+    assert on(lab, "agt", "sh", "-c", "test -e /etc/rancher/k3s/registries.yaml || echo gone") == "gone"
+    assert on(lab, "srv", "sh", "-c", "test -e /etc/rancher/k3s/datastore/client.key || echo gone") == "gone"
+    assert main_pid(lab, "agt", "k3s-agent") != pids["agt"] and main_pid(lab, "srv", "k3s") != pids["srv"]
+    rc, again = site(lab)
+    assert rc == 0 and changed(again) == {"srv": 0, "agt": 0}, again[-3000:]
