@@ -138,6 +138,20 @@ def test_backup_is_refused_with_the_etcdctl_command(host) -> None:
             f"--key={lab['pik3s_lab_etcd_keyfile']} snapshot save pik3s-etcd-") in msg, msg
 
 
+def test_restore_is_refused(host) -> None:
+    if host.backend.get_hostname() != "srv1":
+        return
+    lab = _lab(host)
+    run = run_playbook("playbooks/restore.yml", "-e", "k3s_restore=/nonexistent")
+    assert run.returncode != 0
+    assert failure_messages(run.stdout) == [
+        f"The servers use the external datastore {lab['pik3s_lab_etcd_endpoint']}: restore.yml restores the "
+        "embedded-etcd snapshots backup.yml takes, and K3s cannot reset a cluster from one onto an external "
+        "datastore. Restore the datastore with its own tools (an etcd - etcdctl snapshot restore, then restart "
+        "it), then start K3s on the servers (pik3s deploy)."], run.stdout[-3000:]
+    assert "Stop K3s" not in run.stdout  # refused before any host was touched
+
+
 def test_the_api_answers_through_the_other_server(host) -> None:
     """srv1 stops: srv2 still serves the API from the datastore, the agent stays Ready through it, and a
     write through srv2 is there when srv1 is back."""
