@@ -17,7 +17,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from .common import SIM_NAME, WORKERS, Fatal, log
-from .config import CRITICAL_KEYS
+from .config import critical_mismatch
 from .datastore import STALE_REPLICA, ServiceUnavailable
 from .host import k8s_arch, version
 from .httpclient import _url_host_fmt
@@ -549,11 +549,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         if not srv.state.data.get("etcd"):
             return self._error(400, "this server uses the embedded SQLite datastore and cannot be joined by "
                                     "other servers: start the first server with --cluster-init")
-        mine, theirs = srv.state.data["critical"], body["critical"]
-        for key in CRITICAL_KEYS:
-            if mine.get(key) != theirs.get(key):
-                return self._error(400, f"critical configuration value mismatch between servers: "
-                                        f"{key} is {mine.get(key)!r} on the cluster, {theirs.get(key)!r} here")
+        mismatch = critical_mismatch(srv.state.data["critical"], body["critical"])
+        if mismatch:
+            return self._error(400, mismatch)
         name = body["name"]
         if name in srv.state.members() and name in srv.state.data["nodes"]:
             # A member that started once (its node registered) and a joiner of that name without a

@@ -84,6 +84,16 @@ CRITICAL_DEFAULTS = {
 }
 
 
+def critical_mismatch(cluster: dict[str, Any], here: dict[str, Any]) -> str:
+    """K3s's complaint about the first critical setting a joining server has otherwise than the cluster
+    ('' when they all match)."""
+    for key in CRITICAL_KEYS:
+        if cluster.get(key) != here.get(key):
+            return (f"critical configuration value mismatch between servers: {key} is {cluster.get(key)!r} "
+                    f"on the cluster, {here.get(key)!r} here")
+    return ""
+
+
 class UsageError(Exception):
     pass
 

@@ -304,13 +304,7 @@ class ExternalState(ServerState):
             raise
         self._checked, self._error = now, ""
 
-    def empty(self) -> bool:
-        return self._seen == 0
-
     # availability: the datastore's -------------------------------------------
-    def quorum(self) -> int:
-        return 1
-
     def has_quorum(self) -> bool:
         try:
             self.refresh()

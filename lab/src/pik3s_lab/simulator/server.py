@@ -29,7 +29,7 @@ from .common import (
     log,
     p,
 )
-from .config import CRITICAL_DEFAULTS, CRITICAL_KEYS, _as_list
+from .config import CRITICAL_DEFAULTS, CRITICAL_KEYS, _as_list, critical_mismatch
 from .controllers import DEPLOY_SECONDS, DeployController, HelmController, KubeVip
 from .datastore import ExternalState, ServerState, ServiceUnavailable, bootstrap_key
 from .etcdclient import DatastoreError, EtcdClient, endpoint_kind, shown
@@ -194,9 +194,6 @@ class Server:
         if found and state.boot_key not in found:
             raise Fatal("bootstrap data already found and encrypted with different token")
         if not found:
-            if token and parse_token(token)[0]:
-                raise Fatal("token CA hash does not match the Cluster CA certificate hash: "
-                            "a secure (K10...) token cannot start a new cluster; use a short token")
             self._bootstrap(token, password)
             new, state.data = state.data, {}
             if state.create(new):
@@ -207,19 +204,10 @@ class Server:
             state.refresh(force=True)
         if not token:
             raise Fatal("--token is required: the datastore already holds a cluster's bootstrap data")
-        data = state.data
-        if password_check(password, data["token_salt"]) != data["token_check"]:
-            raise Fatal("bootstrap data already found and encrypted with different token")
-        self.password = password
-        bootstrap = decrypt_bootstrap(password, data["bootstrap"])
-        hash_ = parse_token(token)[0]
-        if hash_ and hash_ != ca_hash(bootstrap["server-ca.crt"].encode()):
-            raise Fatal("token CA hash does not match the Cluster CA certificate hash")
-        mine, theirs = self.critical(), data.get("critical") or {}
-        for key in CRITICAL_KEYS:
-            if mine.get(key) != theirs.get(key):
-                raise Fatal(f"failed to validate server configuration: critical configuration value mismatch "
-                            f"between servers: {key} is {theirs.get(key)!r} on the cluster, {mine.get(key)!r} here")
+        bootstrap = self._unlock_bootstrap(state.data, token)
+        mismatch = critical_mismatch(state.data.get("critical") or {}, self.critical())
+        if mismatch:
+            raise Fatal(f"failed to validate server configuration: {mismatch}")
         self._install_bootstrap(bootstrap)
         try:
             state.write({"op": "add_member", "name": self.node_name, "url": self.url})
@@ -275,18 +263,23 @@ class Server:
         current = token or (stored.read_text().strip() if stored.exists() else None)
         if not current:
             raise Fatal("--token is required: no token configured and none found in the data directory")
-        hash_, _user, password = parse_token(current)
-        if password_check(password, data["token_salt"]) != data["token_check"]:
-            raise Fatal("bootstrap data already found and encrypted with different token")
-        self.password = password
-        bootstrap = decrypt_bootstrap(password, data["bootstrap"])
-        if hash_ and hash_ != ca_hash(bootstrap["server-ca.crt"].encode()):
-            raise Fatal("token CA hash does not match the Cluster CA certificate hash")
-        self._install_bootstrap(bootstrap)
+        self._install_bootstrap(self._unlock_bootstrap(data, current))
         if self.etcd:
             self._check_membership()
             data.setdefault("members", {})[self.node_name] = self.url
         self._pull_latest()
+
+    def _unlock_bootstrap(self, data: dict[str, Any], token: str) -> dict[str, str]:
+        """The cluster's bootstrap data in ``data``, decrypted with ``token`` after K3s's checks (the token's
+        password, then its CA hash); sets this server's password."""
+        hash_, _user, password = parse_token(token)
+        if password_check(password, data["token_salt"]) != data["token_check"]:
+            raise Fatal("bootstrap data already found and encrypted with different token")
+        self.password = password
+        bootstrap: dict[str, str] = decrypt_bootstrap(password, data["bootstrap"])
+        if hash_ and hash_ != ca_hash(bootstrap["server-ca.crt"].encode()):
+            raise Fatal("token CA hash does not match the Cluster CA certificate hash")
+        return bootstrap
 
     def _check_membership(self) -> None:
         others = {n: u for n, u in self.state.members().items() if n != self.node_name}
